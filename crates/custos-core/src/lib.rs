@@ -1,0 +1,1 @@
+//! custos-core: the pure heart of custos.
