@@ -1,1 +1,269 @@
-//! custos-store
+//! custos-store: the only crate that knows how ledger bytes reach disk.
+//!
+//! [`Store`] speaks in domain types — prepared entries in, sequenced records, leaf hashes,
+//! proofs, checkpoints and query pages out — so no file layout or SQL leaks upward. Sequencing
+//! (assigning `seq`, `id`, `ts` and `prev_hash`) belongs to the backend, because only the
+//! backend can make it gap-free and durable in one step: the embedded backend does it in its
+//! single writer thread; a database backend does it under a database lock.
+//!
+//! Backends:
+//! - [`embedded::EmbeddedStore`]: segment files with group commit and fdatasync, the Merkle tree
+//!   as per-level hash files (a superset of C2SP tlog-tiles), a checkpoint log, and rebuildable
+//!   fjall indexes with an "indexed up to" watermark.
+//!
+//! The `testsuite` feature exposes [`testsuite`], the conformance tests every backend must pass.
+#![deny(missing_docs)]
+
+use std::future::Future;
+
+use custos_core::entry::{Outcome, PreparedEntry, Severity};
+use custos_core::merkle::Hash;
+
+pub mod embedded;
+mod filter;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use filter::FilterView;
+
+/// Where the time comes from: nanoseconds since the Unix epoch. Injected so tests control it.
+pub type Clock = std::sync::Arc<dyn Fn() -> i128 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128)
+    })
+}
+
+/// What the store assigned to one appended entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Position in the log.
+    pub seq: u64,
+    /// UUID v7.
+    pub id: String,
+    /// Sequencing time, RFC 3339 UTC with nanoseconds.
+    pub ts: String,
+    /// Leaf hash of the canonical bytes.
+    pub leaf_hash: Hash,
+}
+
+/// One stored entry: its position and canonical bytes, exactly as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The seq the store filed it under.
+    pub seq: u64,
+    /// Canonical entry bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Where a physical scan goes on; opaque to callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanCursor {
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+}
+
+/// One chunk of a physical scan.
+#[derive(Debug)]
+pub struct ScanChunk {
+    /// Records in storage order.
+    pub records: Vec<RawRecord>,
+    /// Where to continue; `None` at the end of the stored data.
+    pub next: Option<ScanCursor>,
+}
+
+/// A signed checkpoint as kept by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// When it was issued, nanoseconds since the Unix epoch.
+    pub issued_nanos: i128,
+    /// The signed note text.
+    pub note: String,
+}
+
+/// Filters of SPEC §3.6. Every filter present must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryQuery {
+    /// Only this tenant (the server always sets it).
+    pub tenant: Option<String>,
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Exact event type.
+    pub event_type: Option<String>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact outcome.
+    pub outcome: Option<Outcome>,
+    /// Severity at least this.
+    pub min_severity: Option<Severity>,
+    /// Resource, exact or prefix (see `resource_prefix`).
+    pub resource: Option<String>,
+    /// Treat `resource` as a prefix.
+    pub resource_prefix: bool,
+    /// Exact target.
+    pub target: Option<String>,
+    /// Exact trace id.
+    pub trace_id: Option<String>,
+    /// Exact session id.
+    pub session_id: Option<String>,
+    /// Sequencing time at or after this (nanoseconds since the epoch).
+    pub start: Option<i128>,
+    /// Sequencing time before this.
+    pub end: Option<i128>,
+    /// Cursor: only seqs after this one in the direction of travel.
+    pub after: Option<u64>,
+    /// Newest first.
+    pub descending: bool,
+    /// Page size, 1..=1000.
+    pub limit: usize,
+}
+
+/// Largest query page.
+pub const MAX_QUERY_LIMIT: usize = 1000;
+
+/// One page of query results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryPage {
+    /// Matching records in the requested order.
+    pub records: Vec<RawRecord>,
+    /// Cursor for the next page (`after`), if there may be more.
+    pub next: Option<u64>,
+}
+
+/// What opening a store found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Entries in the log after recovery.
+    pub size: u64,
+    /// Bytes of a torn, unacknowledged tail that were discarded (moved to quarantine).
+    pub discarded_bytes: u64,
+    /// Where the discarded bytes were kept.
+    pub quarantine: Option<String>,
+    /// Entries whose derived data (offsets, tree) were recomputed from the log.
+    pub rebuilt_entries: u64,
+}
+
+/// The one error type of every backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The append queue is full; the caller should retry later (HTTP 429/503).
+    #[error("append queue is full ({queued} entries waiting); retry later")]
+    Overloaded {
+        /// Entries waiting when the append was refused.
+        queued: usize,
+    },
+    /// The store stopped accepting writes after an I/O failure or shutdown.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data is damaged.
+    #[error("corrupt store data at seq {seq}: {problem}")]
+    Corrupt {
+        /// The first seq affected.
+        seq: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The request itself is impossible (range beyond the tree, bad cursor, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The index database failed.
+    #[error("index: {0}")]
+    Index(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The ledger's storage. One trait, several backends, one conformance suite.
+///
+/// Reads of the embedded backend are short positioned reads and run inline; appends wait on
+/// the group commit without blocking the runtime.
+pub trait Store: Send + Sync + 'static {
+    /// Sequences `batch` and makes it durable; resolves once it is (group commit). Waits while
+    /// the append queue is full.
+    fn append(&self, batch: Vec<PreparedEntry>) -> impl Future<Output = Result<Vec<Appended>>> + Send;
+
+    /// Like [`Store::append`], but refuses with [`StoreError::Overloaded`] instead of waiting
+    /// when the queue is full.
+    fn try_append(
+        &self,
+        batch: Vec<PreparedEntry>,
+    ) -> impl Future<Output = Result<Vec<Appended>>> + Send;
+
+    /// Durable entries in the log (the tree size).
+    fn size(&self) -> Result<u64>;
+
+    /// What opening the store found and repaired (the ledger records a discarded tail).
+    fn recovery(&self) -> RecoveryReport;
+
+    /// The canonical bytes of entry `seq`.
+    fn get(&self, seq: u64) -> Result<Option<RawRecord>>;
+
+    /// The seq of the entry with this id.
+    fn seq_of_id(&self, id: &str) -> Result<Option<u64>>;
+
+    /// Entries `[from, to)`; the caller bounds the range.
+    fn read_range(&self, from: u64, to: u64) -> Result<Vec<RawRecord>>;
+
+    /// Reads stored records in physical order, trusting nothing derived (for verification).
+    /// A damaged record is an error naming where it is.
+    fn scan(&self, cursor: Option<ScanCursor>, max: usize) -> Result<ScanChunk>;
+
+    /// Stored leaf hashes `[from, to)`.
+    fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>>;
+
+    /// Merkle tree hash of the first `size` entries.
+    fn root(&self, size: u64) -> Result<Hash>;
+
+    /// RFC 9162 inclusion proof.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>>;
+
+    /// RFC 9162 consistency proof.
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>>;
+
+    /// Keeps a signed checkpoint (after making the tree it covers durable).
+    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<()>;
+
+    /// The most recent checkpoint.
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>>;
+
+    /// The newest checkpoint for exactly this tree size.
+    fn checkpoint_for_size(&self, size: u64) -> Result<Option<StoredCheckpoint>>;
+
+    /// Checkpoints in the order issued, starting at the `from`-th.
+    fn checkpoints(&self, from: u64, max: usize) -> Result<Vec<StoredCheckpoint>>;
+
+    /// One page of entries matching `query`.
+    fn query(&self, query: &EntryQuery) -> Result<QueryPage>;
+
+    /// The first seq whose `ts` is at or after `nanos` (the size if none).
+    fn seq_at_or_after(&self, nanos: i128) -> Result<u64>;
+
+    /// Waits until the secondary indexes cover every durable entry (for tests and benchmarks;
+    /// queries are complete without it).
+    fn wait_indexed(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stops the writer after the queued appends and flushes derived state.
+    fn close(&self) -> impl Future<Output = Result<()>> + Send;
+}
