@@ -1,1 +1,284 @@
-fn main() {}
+//! `custos`: the command line. The only crate that knows about terminals; thin over the
+//! ledger and store crates.
+//!
+//! Exit codes: 0 success; 1 verification failed (the data is not intact); 2 bad input or
+//! usage; 3 not found; 4 overloaded, retry later; 5 storage or other failure.
+
+mod bench;
+mod commands;
+mod datadir;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// custos — independent governance and audit for AI agents: a tamper-evident ledger with
+/// Merkle proofs anyone can check.
+#[derive(Parser, Debug)]
+#[command(name = "custos", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory of the embedded store.
+    #[arg(long, global = true, env = "CUSTOS_DATA", default_value = "./custos-data")]
+    pub data: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the data directory and the log's Ed25519 key; print the verifier key.
+    Init {
+        /// Checkpoint origin (a schema-less URL naming this log); generated if absent.
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Append entries given as JSON arguments, or as JSON Lines on stdin when none are given.
+    /// All are validated before any is appended.
+    Append {
+        /// Entries as JSON objects.
+        entries: Vec<String>,
+        /// Entries per durable write; each batch's seqs are printed as soon as it is durable.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch: u64,
+    },
+    /// Print one entry by seq or id.
+    Get {
+        /// A seq (digits) or an entry id (UUID).
+        key: String,
+    },
+    /// Search entries (SPEC §3.6 filters), one page at a time.
+    Query(QueryArgs),
+    /// Stream entries in a time range to stdout or a file.
+    Export {
+        /// json, jsonl, csv or cloudevents.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// From this time (RFC 3339, inclusive).
+        #[arg(long)]
+        start: Option<String>,
+        /// Until this time (RFC 3339, exclusive).
+        #[arg(long)]
+        end: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Counts by event type, severity, actor, resource and outcome for a period.
+    Summary {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// From this time (RFC 3339, inclusive).
+        #[arg(long)]
+        start: Option<String>,
+        /// Until this time (RFC 3339, exclusive).
+        #[arg(long)]
+        end: Option<String>,
+    },
+    /// Print the latest signed checkpoint (issuing one if entries arrived since), or the one
+    /// for a given size.
+    Checkpoint {
+        /// The checkpoint issued for exactly this tree size.
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Inclusion proof of an entry (SPEC §3.3 JSON).
+    Proof {
+        /// Seq of the entry.
+        seq: u64,
+        /// Tree size to prove against (default: the latest checkpoint).
+        #[arg(long)]
+        tree_size: Option<u64>,
+        /// Also write entry.json, proof.json, checkpoint.txt and log.pub here, ready for
+        /// `custos verify-proof`.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Consistency proof between two tree sizes (SPEC §3.3 JSON).
+    Consistency {
+        /// The older size.
+        old: u64,
+        /// The newer size.
+        new: u64,
+    },
+    /// Verify the whole ledger (SPEC §3.4). Exit 1 naming the first bad seq.
+    Verify,
+    /// Check offline that an entry is in the log the checkpoint commits to. Opens no data
+    /// directory.
+    VerifyProof {
+        /// The entry JSON.
+        #[arg(long)]
+        entry: PathBuf,
+        /// The inclusion proof JSON.
+        #[arg(long)]
+        proof: PathBuf,
+        /// The signed checkpoint text.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The log's verifier key (`name+keyid+base64`), or a file holding it.
+        #[arg(long)]
+        key: String,
+    },
+    /// The signed JSON Lines mirror.
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
+    /// Measure appends, verification, proofs, queries and memory on a fresh data directory.
+    Bench(bench::BenchArgs),
+    /// Quick start: init if needed, append a few entries, prove one, check the proof offline
+    /// and verify the whole ledger.
+    Demo,
+}
+
+/// Mirror subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MirrorCommand {
+    /// Check mirror files for any edit, deletion, reordering or truncation.
+    Verify {
+        /// Mirror files (sorted by name before checking).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// File holding the HMAC key (hex or base64).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Require the mirror to reach at least this seq (detects a cut tail).
+        #[arg(long)]
+        through: Option<u64>,
+    },
+}
+
+/// Query filters.
+#[derive(Args, Debug, Default)]
+pub struct QueryArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Actor (`agent:…`, `user:…`, `system`).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Event type.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Action.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Outcome.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Severity at least.
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// Resource (exact, or a prefix with --prefix).
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Match --resource as a prefix.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Target principal.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Trace id.
+    #[arg(long)]
+    pub trace_id: Option<String>,
+    /// Session id.
+    #[arg(long)]
+    pub session_id: Option<String>,
+    /// From this time (RFC 3339, inclusive).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Until this time (RFC 3339, exclusive).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Cursor from the previous page.
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Newest first.
+    #[arg(long)]
+    pub desc: bool,
+    /// Page size (1–1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// The error.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let code = exit_code(&error);
+        Failure { code, error }
+    }
+}
+
+/// Exit codes for errors.
+pub mod code {
+    /// Verification failed.
+    pub const INTEGRITY: u8 = 1;
+    /// Bad input.
+    pub const BAD_INPUT: u8 = 2;
+    /// Not found.
+    pub const NOT_FOUND: u8 = 3;
+    /// Overloaded.
+    pub const OVERLOADED: u8 = 4;
+    /// Anything else.
+    pub const FAILURE: u8 = 5;
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use custos_ledger::LedgerError;
+    for cause in e.chain() {
+        if let Some(l) = cause.downcast_ref::<LedgerError>() {
+            return match l {
+                LedgerError::InvalidEntry { .. } | LedgerError::BadRequest(_) => code::BAD_INPUT,
+                LedgerError::NotFound(_) => code::NOT_FOUND,
+                LedgerError::Overloaded { .. } => code::OVERLOADED,
+                LedgerError::Integrity(_) => code::INTEGRITY,
+                LedgerError::Store(_) | LedgerError::Signing(_) => code::FAILURE,
+            };
+        }
+        if cause.downcast_ref::<commands::BadInput>().is_some() {
+            return code::BAD_INPUT;
+        }
+        if cause.downcast_ref::<commands::Integrity>().is_some() {
+            return code::INTEGRITY;
+        }
+    }
+    code::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(code::FAILURE);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

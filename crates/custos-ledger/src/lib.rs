@@ -1,1 +1,433 @@
-//! custos-ledger
+//! custos-ledger: the only writer of the ledger.
+//!
+//! Everything above appends through [`Ledger`]: it validates and redacts entries (all of a
+//! batch or none), hands them to the store for sequencing and group commit, signs checkpoints
+//! periodically and on demand, serves entries, queries and proofs, streams exports, and runs
+//! full verification (SPEC §3.4). It refuses to open a store that is shorter than, or differs
+//! from, its own last signed checkpoint: that is a rewritten log, not something to append to.
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_core::entry::{Entry, EntryBody, EntryError, Limits, Outcome, PreparedEntry, Severity};
+use custos_core::merkle::{ConsistencyProof, Hash, InclusionProof};
+use custos_core::note::{self, Checkpoint, Signer, Verifier};
+use custos_store::{Appended, Clock, EntryQuery, Store, StoreError, StoredCheckpoint};
+use serde::Serialize;
+
+pub mod export;
+pub mod mirror;
+pub mod verify;
+
+/// The tenant of entries custos writes about itself.
+pub const SYSTEM_TENANT: &str = "system";
+
+/// Ledger settings.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// Checkpoint origin (C2SP tlog-checkpoint first line), e.g. `custos.example/log-1`.
+    pub origin: String,
+    /// Entry limits.
+    pub limits: Limits,
+    /// How often a checkpoint is issued when entries arrived.
+    pub checkpoint_interval: Duration,
+}
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// An entry was refused; `index` is its position in a batch.
+    #[error("{}{error}", index.map(|i| format!("entry {i}: ")).unwrap_or_default())]
+    InvalidEntry {
+        /// Position in the batch.
+        index: Option<usize>,
+        /// What is wrong.
+        error: EntryError,
+    },
+    /// Too much is queued; retry later.
+    #[error("ledger is overloaded ({queued} entries queued); retry later")]
+    Overloaded {
+        /// Entries waiting.
+        queued: usize,
+    },
+    /// The request cannot be served as asked.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The stored log contradicts a signed checkpoint.
+    #[error("ledger integrity: {0}")]
+    Integrity(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Signing(String),
+}
+
+impl From<StoreError> for LedgerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Overloaded { queued } => LedgerError::Overloaded { queued },
+            StoreError::Invalid(msg) => LedgerError::BadRequest(msg),
+            other => LedgerError::Store(other),
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// What an append returns for each entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// Position in the log.
+    pub seq: u64,
+    /// UUID v7.
+    pub id: String,
+    /// Sequencing time.
+    pub ts: String,
+    /// Leaf hash, hex.
+    pub leaf_hash: String,
+}
+
+impl From<Appended> for Receipt {
+    fn from(a: Appended) -> Self {
+        Receipt {
+            seq: a.seq,
+            id: a.id,
+            ts: a.ts,
+            leaf_hash: hex::encode(a.leaf_hash),
+        }
+    }
+}
+
+/// An entry with everything an outsider needs to check it offline.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProofBundle {
+    /// The entry.
+    pub entry: Entry,
+    /// Its inclusion proof.
+    pub proof: InclusionProof,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+}
+
+/// The ledger service over a store.
+pub struct Ledger<S: Store> {
+    store: Arc<S>,
+    signer: Signer,
+    config: LedgerConfig,
+    clock: Clock,
+    checkpoint_lock: tokio::sync::Mutex<()>,
+}
+
+impl<S: Store> std::fmt::Debug for Ledger<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("origin", &self.config.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Ledger<S> {
+    /// Opens the ledger: checks the store against its last checkpoint and records a torn
+    /// tail the store discarded during recovery.
+    pub async fn open(store: Arc<S>, signer: Signer, config: LedgerConfig, clock: Clock) -> Result<Self> {
+        let ledger = Ledger {
+            store,
+            signer,
+            config,
+            clock,
+            checkpoint_lock: tokio::sync::Mutex::new(()),
+        };
+        ledger.check_against_latest_checkpoint()?;
+        let recovery = ledger.store.recovery();
+        if recovery.discarded_bytes > 0 {
+            let mut body = EntryBody::new(
+                SYSTEM_TENANT,
+                "security_event",
+                "system",
+                "recover",
+                Outcome::Success,
+            );
+            body.severity = Severity::High;
+            let mut data = serde_json::Map::new();
+            data.insert("kind".into(), "torn_tail_discarded".into());
+            data.insert("discarded_bytes".into(), recovery.discarded_bytes.into());
+            data.insert("at_seq".into(), recovery.size.into());
+            if let Some(q) = &recovery.quarantine {
+                data.insert("quarantine".into(), q.clone().into());
+            }
+            body.data = data;
+            ledger.append(body).await?;
+        }
+        Ok(ledger)
+    }
+
+    fn check_against_latest_checkpoint(&self) -> Result<()> {
+        let Some(latest) = self.store.latest_checkpoint()? else {
+            return Ok(());
+        };
+        let cp = note::open_checkpoint(&latest.note, &self.signer.verifier()).map_err(|e| {
+            LedgerError::Integrity(format!(
+                "the latest stored checkpoint (size {}) does not verify with this log's key: {e}",
+                latest.size
+            ))
+        })?;
+        let size = self.store.size()?;
+        if cp.size > size {
+            return Err(LedgerError::Integrity(format!(
+                "the log holds {size} entries but checkpoint {} was signed for {}: \
+                 entries from seq {size} are missing (truncated); refusing to append — run `custos verify`",
+                cp.size, cp.size
+            )));
+        }
+        let root = self.store.root(cp.size)?;
+        if root != cp.root {
+            return Err(LedgerError::Integrity(format!(
+                "the tree of the first {} entries differs from the signed checkpoint: \
+                 the log was rewritten; refusing to append — run `custos verify`",
+                cp.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> Verifier {
+        self.signer.verifier()
+    }
+
+    /// Validates and prepares one body.
+    pub fn prepare(&self, body: EntryBody) -> Result<PreparedEntry> {
+        PreparedEntry::new(body, &self.config.limits)
+            .map_err(|error| LedgerError::InvalidEntry { index: None, error })
+    }
+
+    /// Validates and prepares a batch: all or nothing.
+    pub fn prepare_batch(&self, bodies: Vec<EntryBody>) -> Result<Vec<PreparedEntry>> {
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                PreparedEntry::new(b, &self.config.limits).map_err(|error| LedgerError::InvalidEntry {
+                    index: Some(i),
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends one entry; returns once it is durable.
+    pub async fn append(&self, body: EntryBody) -> Result<Receipt> {
+        let prepared = self.prepare(body)?;
+        let mut out = self.store.append(vec![prepared]).await?;
+        out.pop()
+            .map(Receipt::from)
+            .ok_or_else(|| LedgerError::Store(StoreError::Unavailable("empty append result".into())))
+    }
+
+    /// Appends a batch (all validated first; nothing is appended if one is invalid), waiting
+    /// for queue space.
+    pub async fn append_batch(&self, bodies: Vec<EntryBody>) -> Result<Vec<Receipt>> {
+        let prepared = self.prepare_batch(bodies)?;
+        self.append_prepared(prepared).await
+    }
+
+    /// Appends prepared entries, waiting for queue space.
+    pub async fn append_prepared(&self, prepared: Vec<PreparedEntry>) -> Result<Vec<Receipt>> {
+        Ok(self
+            .store
+            .append(prepared)
+            .await?
+            .into_iter()
+            .map(Receipt::from)
+            .collect())
+    }
+
+    /// Like [`Ledger::append_batch`] but refuses with [`LedgerError::Overloaded`] when the queue
+    /// is full instead of waiting (the server maps it to 429/503 with Retry-After).
+    pub async fn try_append_batch(&self, bodies: Vec<EntryBody>) -> Result<Vec<Receipt>> {
+        let prepared = self.prepare_batch(bodies)?;
+        Ok(self
+            .store
+            .try_append(prepared)
+            .await?
+            .into_iter()
+            .map(Receipt::from)
+            .collect())
+    }
+
+    /// Issues a checkpoint for the current size unless the latest already covers it, and
+    /// returns the latest.
+    pub async fn checkpoint(&self) -> Result<StoredCheckpoint> {
+        let _guard = self.checkpoint_lock.lock().await;
+        let size = self.store.size()?;
+        if let Some(latest) = self.store.latest_checkpoint()? {
+            if latest.size == size {
+                return Ok(latest);
+            }
+        }
+        let root = self.store.root(size)?;
+        let cp = Checkpoint {
+            origin: self.config.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = note::sign_checkpoint(&self.signer, &cp)
+            .map_err(|e| LedgerError::Signing(e.to_string()))?;
+        let stored = StoredCheckpoint {
+            size,
+            issued_nanos: (self.clock)(),
+            note,
+        };
+        self.store.add_checkpoint(&stored)?;
+        Ok(stored)
+    }
+
+    /// The latest checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        Ok(self.store.latest_checkpoint()?)
+    }
+
+    /// The checkpoint issued for exactly `size`.
+    pub fn checkpoint_for_size(&self, size: u64) -> Result<StoredCheckpoint> {
+        self.store
+            .checkpoint_for_size(size)?
+            .ok_or_else(|| LedgerError::NotFound(format!("no checkpoint was issued for tree size {size}")))
+    }
+
+    /// Runs until `shutdown` resolves: a checkpoint every interval when entries arrived, and
+    /// a final one on the way out.
+    pub async fn run_checkpointer(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if let Err(e) = self.checkpoint().await {
+                tracing::error!(error = %e, "issuing a checkpoint failed");
+            }
+        }
+        if let Err(e) = self.checkpoint().await {
+            tracing::error!(error = %e, "issuing the final checkpoint failed");
+        }
+    }
+
+    /// Entries in the log.
+    pub fn size(&self) -> Result<u64> {
+        Ok(self.store.size()?)
+    }
+
+    /// The entry at `seq`.
+    pub fn get(&self, seq: u64) -> Result<Entry> {
+        let rec = self
+            .store
+            .get(seq)?
+            .ok_or_else(|| LedgerError::NotFound(format!("no entry with seq {seq}")))?;
+        parse_record(rec.seq, &rec.bytes)
+    }
+
+    /// The entry with this seq (digits) or UUID.
+    pub fn get_by_key(&self, key: &str) -> Result<Entry> {
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
+            let seq = key
+                .parse::<u64>()
+                .map_err(|_| LedgerError::BadRequest(format!("`{key}` is not a valid seq")))?;
+            return self.get(seq);
+        }
+        let seq = self
+            .store
+            .seq_of_id(key)?
+            .ok_or_else(|| LedgerError::NotFound(format!("no entry with id `{key}`")))?;
+        self.get(seq)
+    }
+
+    /// One page of entries matching `query`, with the cursor of the next page.
+    pub fn query(&self, query: &EntryQuery) -> Result<(Vec<Entry>, Option<u64>)> {
+        let page = self.store.query(query)?;
+        let entries = page
+            .records
+            .iter()
+            .map(|r| parse_record(r.seq, &r.bytes))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((entries, page.next))
+    }
+
+    /// Inclusion proof of `seq` in the tree of `tree_size` entries (default: the latest
+    /// checkpoint, issuing one first if it does not cover `seq`), with the entry and the
+    /// signed checkpoint of that size.
+    pub async fn prove(&self, seq: u64, tree_size: Option<u64>) -> Result<ProofBundle> {
+        let entry = self.get(seq)?;
+        let checkpoint = match tree_size {
+            Some(size) => self.checkpoint_for_size(size)?,
+            None => match self.store.latest_checkpoint()? {
+                Some(cp) if cp.size > seq => cp,
+                _ => self.checkpoint().await?,
+            },
+        };
+        if seq >= checkpoint.size {
+            return Err(LedgerError::BadRequest(format!(
+                "seq {seq} is not in the tree of size {}",
+                checkpoint.size
+            )));
+        }
+        let hashes = self.store.inclusion_proof(seq, checkpoint.size)?;
+        Ok(ProofBundle {
+            entry,
+            proof: InclusionProof {
+                leaf_index: seq,
+                tree_size: checkpoint.size,
+                hashes,
+            },
+            checkpoint: checkpoint.note,
+        })
+    }
+
+    /// Consistency proof between two tree sizes.
+    pub fn consistency(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
+        if first > second {
+            return Err(LedgerError::BadRequest(format!(
+                "the first size ({first}) must not exceed the second ({second})"
+            )));
+        }
+        let hashes = self.store.consistency_proof(first, second)?;
+        Ok(ConsistencyProof {
+            first,
+            second,
+            hashes,
+        })
+    }
+
+    /// Merkle root of the first `size` entries.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        Ok(self.store.root(size)?)
+    }
+}
+
+/// Parses stored canonical bytes into an entry.
+pub fn parse_record(seq: u64, bytes: &[u8]) -> Result<Entry> {
+    Entry::from_canonical(bytes).map_err(|e| {
+        LedgerError::Store(StoreError::Corrupt {
+            seq,
+            problem: e.to_string(),
+        })
+    })
+}

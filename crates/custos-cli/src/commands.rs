@@ -1,0 +1,477 @@
+//! What each subcommand does. Human output by default, `--json` for machines.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use custos_core::entry::{Entry, EntryBody, Outcome, Severity};
+use custos_core::merkle::{self, InclusionProof};
+use custos_core::note::{self, Verifier};
+use custos_core::time::parse_rfc3339;
+use custos_ledger::export::{self, Format, Range};
+use custos_ledger::{mirror, verify};
+use custos_store::embedded::EmbeddedStore;
+use custos_store::{EntryQuery, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::{Cli, Command, Failure, MirrorCommand, QueryArgs, datadir};
+
+/// Input that was wrong (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Data that is not intact (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Integrity(pub String);
+
+fn bad(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(msg.into()))
+}
+
+fn time_arg(name: &str, v: &Option<String>) -> anyhow::Result<Option<i128>> {
+    v.as_deref()
+        .map(|s| parse_rfc3339(s).map_err(|e| bad(format!("--{name}: {e}"))))
+        .transpose()
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v).context("writing output")?;
+    writeln!(out).context("writing output")?;
+    Ok(())
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let dir = cli.data.clone();
+    let json_out = cli.json;
+    match cli.command {
+        Command::Init { origin } => {
+            let (settings, signer) = datadir::init(&dir, origin)?;
+            // Create the store too, so the directory is complete.
+            drop(datadir::open(&dir).await?);
+            if json_out {
+                print_json(&json!({
+                    "data": dir, "origin": settings.origin,
+                    "verifier_key": signer.verifier().to_string(),
+                }))?;
+            } else {
+                println!("initialised {}", dir.display());
+                println!("origin:       {}", settings.origin);
+                println!("verifier key: {}", signer.verifier());
+                println!("(also in {}; the signing key is keys/log.key, mode 0600)", dir.join("log.pub").display());
+            }
+        }
+        Command::Append { entries, batch } => append(&dir, entries, batch as usize, json_out).await?,
+        Command::Get { key } => {
+            let ledger = datadir::open(&dir).await?;
+            let entry = ledger.get_by_key(&key)?;
+            print_json(&entry)?;
+            close(&ledger).await?;
+        }
+        Command::Query(args) => query(&dir, args, json_out).await?,
+        Command::Export {
+            format,
+            tenant,
+            start,
+            end,
+            output,
+        } => {
+            let format: Format = format.parse().map_err(bad)?;
+            let range = Range {
+                tenant,
+                start: time_arg("start", &start)?,
+                end: time_arg("end", &end)?,
+            };
+            let ledger = datadir::open(&dir).await?;
+            let origin = ledger.config().origin.clone();
+            let count = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let n = export::export(ledger.store().as_ref(), &origin, format, &range, &mut w)?;
+                    w.into_inner()
+                        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?
+                        .sync_all()
+                        .with_context(|| format!("syncing {}", path.display()))?;
+                    n
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    export::export(ledger.store().as_ref(), &origin, format, &range, &mut out)?
+                }
+            };
+            eprintln!("exported {count} entries");
+            close(&ledger).await?;
+        }
+        Command::Summary { tenant, start, end } => {
+            let range = Range {
+                tenant,
+                start: time_arg("start", &start)?,
+                end: time_arg("end", &end)?,
+            };
+            let ledger = datadir::open(&dir).await?;
+            let s = export::summary(ledger.store().as_ref(), &range)?;
+            print_json(&s)?;
+            close(&ledger).await?;
+        }
+        Command::Checkpoint { size } => {
+            let ledger = datadir::open(&dir).await?;
+            let cp = match size {
+                Some(size) => ledger.checkpoint_for_size(size)?,
+                None => ledger.checkpoint().await?,
+            };
+            if json_out {
+                print_json(&json!({"size": cp.size, "note": cp.note}))?;
+            } else {
+                print!("{}", cp.note);
+            }
+            close(&ledger).await?;
+        }
+        Command::Proof {
+            seq,
+            tree_size,
+            out_dir,
+        } => {
+            let ledger = datadir::open(&dir).await?;
+            let bundle = ledger.prove(seq, tree_size).await?;
+            if let Some(out) = out_dir {
+                write_bundle(&out, &bundle, &ledger.verifier())?;
+                eprintln!(
+                    "wrote entry.json, proof.json, checkpoint.txt and log.pub to {}",
+                    out.display()
+                );
+            }
+            print_json(&bundle.proof)?;
+            close(&ledger).await?;
+        }
+        Command::Consistency { old, new } => {
+            let ledger = datadir::open(&dir).await?;
+            let proof = ledger.consistency(old, new)?;
+            print_json(&proof)?;
+            close(&ledger).await?;
+        }
+        Command::Verify => verify_cmd(&dir, json_out)?,
+        Command::VerifyProof {
+            entry,
+            proof,
+            checkpoint,
+            key,
+        } => verify_proof(&entry, &proof, &checkpoint, &key, json_out)?,
+        Command::Mirror {
+            command:
+                MirrorCommand::Verify {
+                    mut files,
+                    key_file,
+                    through,
+                },
+        } => {
+            files.sort();
+            let key = mirror::load_key(&key_file)?;
+            match mirror::verify_files(&files, &key, through) {
+                Ok(report) => {
+                    if json_out {
+                        print_json(&json!({"ok": true, "files": report.files, "entries": report.entries,
+                            "first_seq": report.first_seq, "last_seq": report.last_seq, "open_tail": report.open_tail}))?;
+                    } else {
+                        println!(
+                            "mirror intact: {} entries in {} files, seq {} to {}",
+                            report.entries,
+                            report.files,
+                            report.first_seq.map_or("-".into(), |s| s.to_string()),
+                            report.last_seq.map_or("-".into(), |s| s.to_string())
+                        );
+                        if report.open_tail {
+                            println!("the last file is open: pass --through SEQ to also rule out a cut tail");
+                        }
+                    }
+                }
+                Err(e @ mirror::MirrorError::Tampered { .. }) => {
+                    return Err(anyhow::Error::new(Integrity(format!("mirror: {e}"))).into());
+                }
+                Err(e) => return Err(anyhow::Error::new(e).into()),
+            }
+        }
+        Command::Bench(args) => crate::bench::run(args, json_out).await?,
+        Command::Demo => demo(&dir).await?,
+    }
+    Ok(())
+}
+
+async fn close(ledger: &datadir::EmbeddedLedger) -> anyhow::Result<()> {
+    ledger.store().close().await.context("closing the store")
+}
+
+/// Reads entries from arguments or stdin JSON Lines; validates all, then appends.
+async fn append(dir: &Path, args: Vec<String>, batch: usize, json_out: bool) -> anyhow::Result<()> {
+    let mut bodies = Vec::new();
+    let parse = |what: String, text: &str| -> anyhow::Result<EntryBody> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("{what}: not JSON: {e}")))?;
+        EntryBody::from_json(&value).map_err(|e| bad(format!("{what}: {e}")))
+    };
+    if args.is_empty() {
+        let stdin = std::io::stdin().lock();
+        for (i, line) in stdin.lines().enumerate() {
+            let line = line.map_err(|e| bad(format!("stdin line {}: {e}", i + 1)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            bodies.push(parse(format!("stdin line {}", i + 1), &line)?);
+        }
+    } else {
+        for (i, a) in args.iter().enumerate() {
+            bodies.push(parse(format!("argument {}", i + 1), a)?);
+        }
+    }
+    if bodies.is_empty() {
+        return Err(bad("no entries given (pass JSON arguments or JSON Lines on stdin)"));
+    }
+    let ledger = datadir::open(dir).await?;
+    // Validate everything before appending anything.
+    let prepared = ledger.prepare_batch(bodies).map_err(|e| bad(e.to_string()))?;
+    let mut receipts = Vec::with_capacity(prepared.len());
+    let mut rest = prepared;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(batch));
+        let acked = ledger.append_prepared(rest).await?;
+        if !json_out {
+            // Printed only once durable: a line on stdout is an acknowledgement.
+            let mut out = std::io::stdout().lock();
+            for r in &acked {
+                writeln!(out, "{}\t{}", r.seq, r.id).context("writing output")?;
+            }
+            out.flush().context("writing output")?;
+        }
+        receipts.extend(acked);
+        rest = tail;
+    }
+    ledger.checkpoint().await?;
+    if json_out {
+        print_json(&receipts)?;
+    }
+    close(&ledger).await
+}
+
+fn parse_enum<T>(name: &str, v: &Option<String>, f: impl Fn(&str) -> Option<T>, allowed: &str) -> anyhow::Result<Option<T>> {
+    v.as_deref()
+        .map(|s| f(s).ok_or_else(|| bad(format!("--{name}: `{s}` is not one of {allowed}"))))
+        .transpose()
+}
+
+async fn query(dir: &Path, a: QueryArgs, json_out: bool) -> anyhow::Result<()> {
+    if a.limit == 0 || a.limit > custos_store::MAX_QUERY_LIMIT {
+        return Err(bad("--limit must be between 1 and 1000"));
+    }
+    let q = EntryQuery {
+        tenant: a.tenant,
+        actor: a.actor,
+        event_type: a.event_type,
+        action: a.action,
+        outcome: parse_enum("outcome", &a.outcome, Outcome::parse, "success, failure, denied, error")?,
+        min_severity: parse_enum("severity", &a.severity, Severity::parse, "info, low, medium, high, critical")?,
+        resource: a.resource,
+        resource_prefix: a.prefix,
+        target: a.target,
+        trace_id: a.trace_id,
+        session_id: a.session_id,
+        start: time_arg("start", &a.start)?,
+        end: time_arg("end", &a.end)?,
+        after: a.after,
+        descending: a.desc,
+        limit: a.limit,
+    };
+    let ledger = datadir::open(dir).await?;
+    let (entries, next) = ledger.query(&q)?;
+    if json_out {
+        print_json(&json!({"entries": entries, "next": next}))?;
+    } else {
+        for e in &entries {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                e.seq,
+                e.ts,
+                e.tenant,
+                e.actor,
+                e.event_type,
+                e.action,
+                e.outcome,
+                e.resource.as_deref().unwrap_or("-")
+            );
+        }
+        match next {
+            Some(n) => eprintln!("{} entries; next page: --after {n}", entries.len()),
+            None => eprintln!("{} entries", entries.len()),
+        }
+    }
+    close(&ledger).await
+}
+
+fn write_bundle(out: &Path, bundle: &custos_ledger::ProofBundle, verifier: &Verifier) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |name: &str, bytes: Vec<u8>| {
+        std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))
+    };
+    write("entry.json", serde_json::to_vec_pretty(&bundle.entry)?)?;
+    write("proof.json", serde_json::to_vec_pretty(&bundle.proof)?)?;
+    write("checkpoint.txt", bundle.checkpoint.clone().into_bytes())?;
+    write("log.pub", format!("{verifier}\n").into_bytes())?;
+    Ok(())
+}
+
+fn verify_cmd(dir: &Path, json_out: bool) -> anyhow::Result<()> {
+    let (settings, signer) = datadir::load(dir)?;
+    let store = EmbeddedStore::open_read_only(dir)
+        .with_context(|| format!("opening the store in {} read-only", dir.display()))?;
+    let total = store.size().unwrap_or(0);
+    let bar = if json_out {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} verifying {pos}/{len} entries {per_sec} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let started = std::time::Instant::now();
+    let report = verify::verify(&store, &signer.verifier(), &settings.origin, |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    if json_out {
+        print_json(&report)?;
+    } else if report.ok() {
+        println!(
+            "ledger intact: {} entries, {} checkpoints (latest for size {}), root {} ({:.0} entries/s)",
+            report.entries,
+            report.checkpoints,
+            report.latest_checkpoint.map_or("-".into(), |s| s.to_string()),
+            report.root,
+            report.entries as f64 / secs.max(1e-9)
+        );
+    }
+    match &report.failure {
+        None => Ok(()),
+        Some(f) => Err(anyhow::Error::new(Integrity(format!("ledger NOT intact: {f}")))),
+    }
+}
+
+fn verify_proof(entry: &Path, proof: &Path, checkpoint: &Path, key: &str, json_out: bool) -> anyhow::Result<()> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| bad(format!("reading {}: {e}", p.display())));
+    let entry_bytes = read(entry)?;
+    let entry: Entry = serde_json::from_slice(&entry_bytes)
+        .map_err(|e| bad(format!("{}: not an entry: {e}", entry.display())))?;
+    let proof_bytes = read(proof)?;
+    let proof: InclusionProof = serde_json::from_slice(&proof_bytes)
+        .map_err(|e| bad(format!("{}: not an inclusion proof: {e}", proof.display())))?;
+    let note_text = String::from_utf8(read(checkpoint)?)
+        .map_err(|_| bad(format!("{}: not UTF-8", checkpoint.display())))?;
+    let key_text = if Path::new(key).is_file() {
+        std::fs::read_to_string(key).map_err(|e| bad(format!("reading {key}: {e}")))?
+    } else {
+        key.to_owned()
+    };
+    let verifier = Verifier::parse(key_text.trim()).map_err(|e| bad(format!("--key: {e}")))?;
+    let fail = |msg: String| anyhow::Error::new(Integrity(msg));
+    let cp = note::open_checkpoint(&note_text, &verifier)
+        .map_err(|e| fail(format!("checkpoint does not verify with this key: {e}")))?;
+    if entry.seq != proof.leaf_index {
+        return Err(fail(format!(
+            "the entry is seq {} but the proof is for leaf {}",
+            entry.seq, proof.leaf_index
+        )));
+    }
+    if proof.tree_size != cp.size {
+        return Err(fail(format!(
+            "the proof is for tree size {} but the checkpoint is for {}",
+            proof.tree_size, cp.size
+        )));
+    }
+    let leaf = entry
+        .leaf_hash()
+        .map_err(|e| fail(format!("the entry has no canonical form: {e}")))?;
+    proof
+        .verify(&leaf, &cp.root)
+        .map_err(|e| fail(format!("inclusion proof does not verify: {e}")))?;
+    if json_out {
+        print_json(&json!({"ok": true, "seq": entry.seq, "tree_size": cp.size, "origin": cp.origin,
+            "root": merkle::hash_to_hex(&cp.root), "leaf_hash": merkle::hash_to_hex(&leaf)}))?;
+    } else {
+        println!(
+            "OK: entry seq {} (leaf {}) is in the log `{}` of {} entries with root {}, signed by {}",
+            entry.seq,
+            merkle::hash_to_hex(&leaf),
+            cp.origin,
+            cp.size,
+            merkle::hash_to_hex(&cp.root),
+            verifier.name()
+        );
+    }
+    Ok(())
+}
+
+/// The README's first command: everything in one go on the embedded store.
+async fn demo(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("ledger.json").exists() {
+        let (settings, signer) = datadir::init(dir, None)?;
+        println!("1. initialised {} (origin {}, verifier key {})", dir.display(), settings.origin, signer.verifier());
+    } else {
+        println!("1. using the existing ledger in {}", dir.display());
+    }
+    let ledger = datadir::open(dir).await?;
+    let mut bodies = Vec::new();
+    for (i, (tool, outcome)) in [
+        ("crm.search", Outcome::Success),
+        ("email.send", Outcome::Success),
+        ("db.drop_table", Outcome::Denied),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut b = EntryBody::new("demo", "tool_invocation", "agent:sales-assistant", if *outcome == Outcome::Denied { "deny" } else { "allow" }, *outcome);
+        b.resource = Some(format!("/tools/{tool}"));
+        b.severity = if *outcome == Outcome::Denied { Severity::High } else { Severity::Info };
+        b.data.insert("tool".into(), json!(tool));
+        b.data.insert("api_token".into(), json!("sk-live-this-is-redacted"));
+        b.data.insert("step".into(), json!(i));
+        bodies.push(b);
+    }
+    let receipts = ledger.append_batch(bodies).await?;
+    println!(
+        "2. appended seq {}..={} (durable; secrets under keys like api_token are stored as [REDACTED])",
+        receipts.first().map_or(0, |r| r.seq),
+        receipts.last().map_or(0, |r| r.seq)
+    );
+    let seq = receipts.last().map_or(0, |r| r.seq);
+    let bundle = ledger.prove(seq, None).await?;
+    let out = dir.join("demo-proof");
+    write_bundle(&out, &bundle, &ledger.verifier())?;
+    println!(
+        "3. inclusion proof of seq {seq} in the signed checkpoint of size {} written to {}",
+        bundle.proof.tree_size,
+        out.display()
+    );
+    close(&ledger).await?;
+    drop(ledger);
+    print!("4. offline check (custos verify-proof, no data directory): ");
+    verify_proof(
+        &out.join("entry.json"),
+        &out.join("proof.json"),
+        &out.join("checkpoint.txt"),
+        &out.join("log.pub").display().to_string(),
+        false,
+    )?;
+    print!("5. full verification: ");
+    verify_cmd(dir, false)?;
+    let exe = std::env::args().next().unwrap_or_else(|| "custos".into());
+    println!(
+        "\nTry: {exe} --data {} query --actor agent:sales-assistant   |   {exe} --data {} export --format csv",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}

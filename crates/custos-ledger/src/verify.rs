@@ -1,0 +1,426 @@
+//! Full verification (SPEC §3.4): stream every stored record in physical order, recompute
+//! its canonical bytes and leaf hash, the `prev_hash` chain and the tree, and check every
+//! signed checkpoint against the recomputed tree. O(n) time, O(log n) memory beyond fixed
+//! buffers; parsing and hashing run on every core.
+//!
+//! It stops at the first problem and names it by seq: a damaged record, a missing, inserted
+//! or reordered entry, an entry that is not canonical or whose content changed, a broken
+//! chain, a tree that disagrees with the entries, a forged checkpoint, a checkpoint the log
+//! no longer matches, or a log truncated below its last checkpoint.
+
+use custos_core::entry::{Entry, ZERO_HASH};
+use custos_core::merkle::{self, Frontier, Hash};
+use custos_core::note::{self, Verifier};
+use custos_store::{RawRecord, Store, StoreError};
+use serde::Serialize;
+
+use crate::Result;
+
+/// What kind of problem verification found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Bytes of a record are damaged (checksum, length).
+    CorruptRecord,
+    /// An entry is missing from the sequence.
+    MissingEntry,
+    /// An entry appears where it does not belong (inserted or duplicated).
+    InsertedEntry,
+    /// Entries are out of order.
+    ReorderedEntries,
+    /// The stored bytes are not the canonical form of an entry.
+    NotCanonical,
+    /// The entry's content differs from the leaf hash the tree recorded.
+    ChangedEntry,
+    /// `prev_hash` does not match the previous entry.
+    BrokenChain,
+    /// The stored tree disagrees with the entries.
+    TreeMismatch,
+    /// A checkpoint's signature or text does not verify.
+    ForgedCheckpoint,
+    /// A checkpoint's root differs from the tree recomputed from the entries.
+    CheckpointMismatch,
+    /// The log ends before its last checkpoint.
+    Truncated,
+}
+
+/// The first problem found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The kind.
+    pub kind: FailureKind,
+    /// The seq it concerns, where there is one.
+    pub seq: Option<u64>,
+    /// The checkpoint (tree size) it concerns, where there is one.
+    pub checkpoint_size: Option<u64>,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.seq, self.checkpoint_size) {
+            (Some(seq), _) => write!(f, "seq {seq}: {}", self.message),
+            (None, Some(size)) => write!(f, "checkpoint for size {size}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Entries checked.
+    pub entries: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Size of the latest checkpoint.
+    pub latest_checkpoint: Option<u64>,
+    /// Recomputed root over the checked entries, hex.
+    pub root: String,
+    /// The first problem; `None` means intact.
+    pub failure: Option<Failure>,
+}
+
+impl Report {
+    /// True when nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// What each record yields after the parallel step.
+struct Checked {
+    leaf: Hash,
+    prev: Result<Hash, String>,
+    seq_field: u64,
+}
+
+fn check_record(rec: &RawRecord) -> Result<Checked, String> {
+    let entry = Entry::from_canonical(&rec.bytes).map_err(|e| e.to_string())?;
+    Ok(Checked {
+        leaf: merkle::leaf_hash(&rec.bytes),
+        prev: merkle::hash_from_hex(&entry.prev_hash),
+        seq_field: entry.seq,
+    })
+}
+
+fn check_parallel(records: &[RawRecord]) -> Vec<Result<Checked, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || records.len() < 256 {
+        return records.iter().map(check_record).collect();
+    }
+    let per = records.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = records
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(check_record).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err("verification worker panicked".to_owned())])
+            })
+            .collect()
+    })
+}
+
+/// Checkpoints in the order issued, verified as they are read.
+struct Checkpoints<'a, S: Store> {
+    store: &'a S,
+    verifier: &'a Verifier,
+    origin: &'a str,
+    buffer: std::collections::VecDeque<custos_store::StoredCheckpoint>,
+    next_index: u64,
+    exhausted: bool,
+    last_size: Option<u64>,
+    seen: u64,
+}
+
+impl<S: Store> Checkpoints<'_, S> {
+    /// The next checkpoint as (size, root), or the failure it represents.
+    fn next(&mut self) -> Result<Option<Result<(u64, Hash), Failure>>> {
+        if self.buffer.is_empty() && !self.exhausted {
+            let chunk = self.store.checkpoints(self.next_index, 1024)?;
+            self.next_index += chunk.len() as u64;
+            self.exhausted = chunk.len() < 1024;
+            self.buffer.extend(chunk);
+        }
+        let Some(stored) = self.buffer.pop_front() else {
+            return Ok(None);
+        };
+        self.seen += 1;
+        let forged = |message: String| Failure {
+            kind: FailureKind::ForgedCheckpoint,
+            seq: None,
+            checkpoint_size: Some(stored.size),
+            message,
+        };
+        let cp = match note::open_checkpoint(&stored.note, self.verifier) {
+            Ok(cp) => cp,
+            Err(e) => return Ok(Some(Err(forged(format!("signature does not verify: {e}"))))),
+        };
+        if cp.size != stored.size {
+            return Ok(Some(Err(forged(format!(
+                "stored under size {} but the signed text says {}",
+                stored.size, cp.size
+            )))));
+        }
+        if cp.origin != self.origin {
+            return Ok(Some(Err(forged(format!(
+                "origin `{}` is not this log's `{}`",
+                cp.origin, self.origin
+            )))));
+        }
+        if let Some(last) = self.last_size {
+            if cp.size <= last {
+                return Ok(Some(Err(forged(format!(
+                    "size {} does not grow from the previous checkpoint's {last}",
+                    cp.size
+                )))));
+            }
+        }
+        self.last_size = Some(cp.size);
+        Ok(Some(Ok((cp.size, cp.root))))
+    }
+}
+
+/// Records read per step.
+const CHUNK: usize = 16 * 1024;
+
+/// Verifies the whole ledger in `store` against the log's `verifier` key and `origin`.
+/// `progress` is called with the number of entries checked so far.
+pub fn verify<S: Store>(
+    store: &S,
+    verifier: &Verifier,
+    origin: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<Report> {
+    let mut cps = Checkpoints {
+        store,
+        verifier,
+        origin,
+        buffer: Default::default(),
+        next_index: 0,
+        exhausted: false,
+        last_size: None,
+        seen: 0,
+    };
+    let mut frontier = Frontier::new();
+    let mut pos = 0u64;
+    let mut prev = ZERO_HASH;
+    let mut cursor = None;
+    let mut pending = cps.next()?;
+    let report = |frontier: &Frontier, cps: &Checkpoints<'_, S>, failure: Option<Failure>| Report {
+        entries: frontier.size(),
+        checkpoints: cps.seen,
+        latest_checkpoint: cps.last_size,
+        root: hex::encode(frontier.root()),
+        failure,
+    };
+    let fail = |kind, seq: u64, message: String| Failure {
+        kind,
+        seq: Some(seq),
+        checkpoint_size: None,
+        message,
+    };
+    // Checkpoints of size 0 commit to the empty tree.
+    loop {
+        match &pending {
+            Some(Err(f)) => return Ok(report(&frontier, &cps, Some(f.clone()))),
+            Some(Ok((size, root))) if *size == pos => {
+                if *root != frontier.root() {
+                    return Ok(report(&frontier, &cps, Some(mismatch(*size))));
+                }
+                pending = cps.next()?;
+            }
+            _ => break,
+        }
+    }
+    loop {
+        let chunk = match store.scan(cursor, CHUNK) {
+            Ok(c) => c,
+            Err(StoreError::Corrupt { problem, .. }) => {
+                let f = fail(FailureKind::CorruptRecord, pos, problem);
+                return Ok(report(&frontier, &cps, Some(f)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if chunk.records.is_empty() && chunk.next.is_none() {
+            break;
+        }
+        let checked = check_parallel(&chunk.records);
+        let n = chunk.records.len() as u64;
+        // A tree shorter than the log yields the leaves it has; the gap is reported below.
+        let leaves = match store.leaf_hashes(pos, pos + n) {
+            Ok(l) => l,
+            Err(StoreError::Corrupt { seq: stored, .. }) if stored >= pos && stored < pos + n => {
+                store.leaf_hashes(pos, stored)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for (i, (rec, result)) in chunk.records.iter().zip(checked).enumerate() {
+            if rec.seq != pos {
+                let f = order_failure(&chunk.records[i..], pos, rec.seq);
+                return Ok(report(&frontier, &cps, Some(f)));
+            }
+            let c = match result {
+                Ok(c) => c,
+                Err(e) => {
+                    let f = fail(FailureKind::NotCanonical, pos, e);
+                    return Ok(report(&frontier, &cps, Some(f)));
+                }
+            };
+            if c.seq_field != pos {
+                let f = fail(
+                    FailureKind::ChangedEntry,
+                    pos,
+                    format!("the entry says seq {} but is stored as seq {pos}", c.seq_field),
+                );
+                return Ok(report(&frontier, &cps, Some(f)));
+            }
+            match leaves.get(i) {
+                Some(stored) if *stored == c.leaf => {}
+                Some(_) => {
+                    let f = fail(
+                        FailureKind::ChangedEntry,
+                        pos,
+                        "the entry's content differs from the leaf hash the tree recorded for it"
+                            .into(),
+                    );
+                    return Ok(report(&frontier, &cps, Some(f)));
+                }
+                None => {
+                    let f = fail(
+                        FailureKind::TreeMismatch,
+                        pos,
+                        "the stored tree has no leaf hash for this entry".into(),
+                    );
+                    return Ok(report(&frontier, &cps, Some(f)));
+                }
+            }
+            match c.prev {
+                Ok(p) if p == prev => {}
+                _ => {
+                    let f = fail(
+                        FailureKind::BrokenChain,
+                        pos,
+                        format!(
+                            "prev_hash is not the leaf hash of seq {}",
+                            pos.wrapping_sub(1)
+                        ),
+                    );
+                    return Ok(report(&frontier, &cps, Some(f)));
+                }
+            }
+            prev = c.leaf;
+            frontier.push(c.leaf, |_, _, _| {});
+            pos += 1;
+            while let Some(Ok((size, root))) = &pending {
+                if *size != pos {
+                    break;
+                }
+                if *root != frontier.root() {
+                    return Ok(report(&frontier, &cps, Some(mismatch(*size))));
+                }
+                pending = cps.next()?;
+            }
+            if let Some(Err(f)) = &pending {
+                return Ok(report(&frontier, &cps, Some(f.clone())));
+            }
+        }
+        progress(pos);
+        cursor = chunk.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    match &pending {
+        Some(Ok((size, _))) => {
+            let f = Failure {
+                kind: FailureKind::Truncated,
+                seq: Some(pos),
+                checkpoint_size: Some(*size),
+                message: format!(
+                    "the log ends after {pos} entries but a checkpoint was signed for {size}: \
+                     entries {pos}..{} are missing",
+                    size - 1
+                ),
+            };
+            return Ok(report(&frontier, &cps, Some(f)));
+        }
+        Some(Err(f)) => return Ok(report(&frontier, &cps, Some(f.clone()))),
+        None => {}
+    }
+    // The stored interior nodes must agree with the recomputed tree.
+    match store.root(pos) {
+        Ok(root) if root == frontier.root() => {}
+        Ok(_) => {
+            let f = Failure {
+                kind: FailureKind::TreeMismatch,
+                seq: None,
+                checkpoint_size: None,
+                message: format!(
+                    "the stored tree's root for {pos} entries differs from the recomputed root"
+                ),
+            };
+            return Ok(report(&frontier, &cps, Some(f)));
+        }
+        Err(e) => {
+            let f = Failure {
+                kind: FailureKind::TreeMismatch,
+                seq: None,
+                checkpoint_size: None,
+                message: format!("the stored tree cannot produce its root: {e}"),
+            };
+            return Ok(report(&frontier, &cps, Some(f)));
+        }
+    }
+    // Drain any checkpoints past the end (already reported above) and count the rest.
+    while let Some(next) = cps.next()? {
+        if let Err(f) = next {
+            return Ok(report(&frontier, &cps, Some(f)));
+        }
+    }
+    Ok(report(&frontier, &cps, None))
+}
+
+fn mismatch(size: u64) -> Failure {
+    Failure {
+        kind: FailureKind::CheckpointMismatch,
+        seq: None,
+        checkpoint_size: Some(size),
+        message: format!(
+            "the signed root differs from the tree recomputed from the first {size} entries: \
+             an entry before seq {size} was changed together with the stored tree"
+        ),
+    }
+}
+
+fn order_failure(rest: &[RawRecord], expected: u64, found: u64) -> Failure {
+    let (kind, message) = if found < expected {
+        (
+            FailureKind::InsertedEntry,
+            format!(
+                "a record filed as seq {found} stands where seq {expected} belongs: an entry was inserted or duplicated"
+            ),
+        )
+    } else if rest.iter().skip(1).take(64).any(|r| r.seq == expected) {
+        (
+            FailureKind::ReorderedEntries,
+            format!("seq {expected} is stored after seq {found}: entries were reordered"),
+        )
+    } else {
+        (
+            FailureKind::MissingEntry,
+            format!("seq {expected} is missing: the next stored record is seq {found}"),
+        )
+    };
+    Failure {
+        kind,
+        seq: Some(expected),
+        checkpoint_size: None,
+        message,
+    }
+}
