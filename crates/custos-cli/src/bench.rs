@@ -52,13 +52,18 @@ fn body(i: u64) -> EntryBody {
     b.resource = Some(format!("/api/v1/customers/{}/orders", i % 50_000));
     b.trace_id = Some(format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     b.session_id = Some(format!("sess-{}", i / 100));
-    b.severity = if i % 97 == 0 { Severity::High } else { Severity::Info };
+    b.severity = if i.is_multiple_of(97) {
+        Severity::High
+    } else {
+        Severity::Info
+    };
     b.data.insert("tool".into(), json!("crm.lookup"));
     b.data.insert("tokens_in".into(), json!(i % 4096));
     b.data.insert("tokens_out".into(), json!((i * 7) % 2048));
     b.data.insert("duration_ms".into(), json!((i * 13) % 900));
     b.data.insert("model".into(), json!("model-large-2026"));
-    b.data.insert("query".into(), json!("customer lookup by account number"));
+    b.data
+        .insert("query".into(), json!("customer lookup by account number"));
     b
 }
 
@@ -134,7 +139,9 @@ async fn drive(
                     return Ok::<(), anyhow::Error>(());
                 }
                 let first = next.fetch_add(batch, Ordering::Relaxed);
-                let entries = (first..first + batch).map(prepare).collect::<anyhow::Result<Vec<_>>>()?;
+                let entries = (first..first + batch)
+                    .map(prepare)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 store.append(entries).await.context("append")?;
             }
         }));
@@ -163,24 +170,51 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         data_dir: dir.display().to_string(),
         ..Figures::default()
     };
-    let sample = prepare(0)?.seal(0, "01234567-89ab-7def-8123-456789abcdef", "2026-11-23T12:00:00.000000000Z", &[0; 32]).0;
+    let sample = prepare(0)?
+        .seal(
+            0,
+            "01234567-89ab-7def-8123-456789abcdef",
+            "2026-11-23T12:00:00.000000000Z",
+            &[0; 32],
+        )
+        .0;
     f.entry_bytes_avg = sample.len() as f64;
     let next = Arc::new(AtomicU64::new(0));
 
     // Batch 1, one caller: one fdatasync per entry.
     let (n, secs) = drive(&store, &next, 1, 1, 20_000, Duration::from_secs(2)).await?;
     f.append_batch1_sequential_per_s = n as f64 / secs;
-    say(format!("  batch 1, 1 caller:      {:>10.0} appends/s", f.append_batch1_sequential_per_s));
+    say(format!(
+        "  batch 1, 1 caller:      {:>10.0} appends/s",
+        f.append_batch1_sequential_per_s
+    ));
     // Batch 1, 64 callers: group commit shares each fdatasync.
     let (n, secs) = drive(&store, &next, 64, 1, 200_000, Duration::from_secs(3)).await?;
     f.append_batch1_concurrent64_per_s = n as f64 / secs;
-    say(format!("  batch 1, 64 callers:    {:>10.0} appends/s", f.append_batch1_concurrent64_per_s));
+    say(format!(
+        "  batch 1, 64 callers:    {:>10.0} appends/s",
+        f.append_batch1_concurrent64_per_s
+    ));
     let (n, secs) = drive(&store, &next, 4, 100, 300_000, Duration::from_secs(5)).await?;
     f.append_batch100_per_s = n as f64 / secs;
-    say(format!("  batch 100, 4 callers:   {:>10.0} appends/s", f.append_batch100_per_s));
-    let (n, secs) = drive(&store, &next, 4, 1000, args.entries, Duration::from_secs(3600)).await?;
+    say(format!(
+        "  batch 100, 4 callers:   {:>10.0} appends/s",
+        f.append_batch100_per_s
+    ));
+    let (n, secs) = drive(
+        &store,
+        &next,
+        4,
+        1000,
+        args.entries,
+        Duration::from_secs(3600),
+    )
+    .await?;
     f.append_batch1000_per_s = n as f64 / secs;
-    say(format!("  batch 1000, 4 callers:  {:>10.0} appends/s ({n} entries in {secs:.2} s)", f.append_batch1000_per_s));
+    say(format!(
+        "  batch 1000, 4 callers:  {:>10.0} appends/s ({n} entries in {secs:.2} s)",
+        f.append_batch1000_per_s
+    ));
     f.rss_mib_after_appends = rss_kib("VmRSS:") as f64 / 1024.0;
 
     let size = store.size()?;
@@ -188,10 +222,14 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     let t = Instant::now();
     store.wait_indexed().await?;
     f.index_catch_up_s = t.elapsed().as_secs_f64();
-    say(format!("  indexes caught up {:.2} s after the last append", f.index_catch_up_s));
+    say(format!(
+        "  indexes caught up {:.2} s after the last append",
+        f.index_catch_up_s
+    ));
 
     // A checkpoint, so verification checks a signature too.
-    let signer = Signer::from_seed("custos.bench/log", [7u8; 32]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signer =
+        Signer::from_seed("custos.bench/log", [7u8; 32]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = LedgerConfig {
         origin: "custos.bench/log".into(),
         limits: Limits::default(),
@@ -200,13 +238,21 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     let ledger = Ledger::open(store.clone(), signer.clone(), config, system_clock()).await?;
     ledger.checkpoint().await?;
     let t = Instant::now();
-    let report = verify::verify(store.as_ref(), &signer.verifier(), "custos.bench/log", |_| {})?;
+    let report = verify::verify(
+        store.as_ref(),
+        &signer.verifier(),
+        "custos.bench/log",
+        |_| {},
+    )?;
     let secs = t.elapsed().as_secs_f64();
     if let Some(failure) = &report.failure {
         anyhow::bail!("verification failed on the benchmark's own data: {failure}");
     }
     f.verify_entries_per_s = report.entries as f64 / secs;
-    say(format!("  verify:                 {:>10.0} entries/s ({} entries)", f.verify_entries_per_s, report.entries));
+    say(format!(
+        "  verify:                 {:>10.0} entries/s ({} entries)",
+        f.verify_entries_per_s, report.entries
+    ));
 
     // Inclusion proofs at the full size, random leaves.
     let mut rng_state = 0x2545_F491_4F6C_DD1Du64;
@@ -274,13 +320,31 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&f).context("encoding figures")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&f).context("encoding figures")?
+        );
     } else {
-        println!("entries {}  entry {:.0} B", f.entries_total, f.entry_bytes_avg);
-        println!("append/s  batch1 {:.0} (1 caller) {:.0} (64 callers)  batch100 {:.0}  batch1000 {:.0}", f.append_batch1_sequential_per_s, f.append_batch1_concurrent64_per_s, f.append_batch100_per_s, f.append_batch1000_per_s);
+        println!(
+            "entries {}  entry {:.0} B",
+            f.entries_total, f.entry_bytes_avg
+        );
+        println!(
+            "append/s  batch1 {:.0} (1 caller) {:.0} (64 callers)  batch100 {:.0}  batch1000 {:.0}",
+            f.append_batch1_sequential_per_s,
+            f.append_batch1_concurrent64_per_s,
+            f.append_batch100_per_s,
+            f.append_batch1000_per_s
+        );
         println!("verify/s  {:.0}", f.verify_entries_per_s);
-        println!("proof µs  mean {:.1} p99 {:.1}", f.proof_us_mean, f.proof_us_p99);
-        println!("query ms  mean {:.2} p99 {:.2}", f.query_ms_mean, f.query_ms_p99);
+        println!(
+            "proof µs  mean {:.1} p99 {:.1}",
+            f.proof_us_mean, f.proof_us_p99
+        );
+        println!(
+            "query ms  mean {:.2} p99 {:.2}",
+            f.query_ms_mean, f.query_ms_p99
+        );
         println!("peak RSS  {:.0} MiB", f.peak_rss_mib);
     }
     Ok(())

@@ -62,10 +62,15 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("initialised {}", dir.display());
                 println!("origin:       {}", settings.origin);
                 println!("verifier key: {}", signer.verifier());
-                println!("(also in {}; the signing key is keys/log.key, mode 0600)", dir.join("log.pub").display());
+                println!(
+                    "(also in {}; the signing key is keys/log.key, mode 0600)",
+                    dir.join("log.pub").display()
+                );
             }
         }
-        Command::Append { entries, batch } => append(&dir, entries, batch as usize, json_out).await?,
+        Command::Append { entries, batch } => {
+            append(&dir, entries, batch as usize, json_out).await?
+        }
         Command::Get { key } => {
             let ledger = datadir::open(&dir).await?;
             let entry = ledger.get_by_key(&key)?;
@@ -93,7 +98,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     let file = std::fs::File::create(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
                     let mut w = std::io::BufWriter::new(file);
-                    let n = export::export(ledger.store().as_ref(), &origin, format, &range, &mut w)?;
+                    let n =
+                        export::export(ledger.store().as_ref(), &origin, format, &range, &mut w)?;
                     w.into_inner()
                         .map_err(|e| anyhow!("writing {}: {e}", path.display()))?
                         .sync_all()
@@ -164,6 +170,28 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => verify_proof(&entry, &proof, &checkpoint, &key, json_out)?,
         Command::Mirror {
             command:
+                MirrorCommand::Sync {
+                    dir: mirror_dir,
+                    key_file,
+                    max_file_bytes,
+                },
+        } => {
+            let key = mirror::load_key(&key_file)?;
+            let mut config = mirror::MirrorConfig::new(mirror_dir, key);
+            config.max_file_bytes = max_file_bytes;
+            let mut writer = mirror::MirrorWriter::open(config)?;
+            let ledger = datadir::open(&dir).await?;
+            let n = mirror::sync_from_store(ledger.store().as_ref(), &mut writer)?;
+            writer.close()?;
+            if json_out {
+                print_json(&json!({"written": n}))?;
+            } else {
+                println!("mirrored {n} entries");
+            }
+            close(&ledger).await?;
+        }
+        Command::Mirror {
+            command:
                 MirrorCommand::Verify {
                     mut files,
                     key_file,
@@ -175,8 +203,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             match mirror::verify_files(&files, &key, through) {
                 Ok(report) => {
                     if json_out {
-                        print_json(&json!({"ok": true, "files": report.files, "entries": report.entries,
-                            "first_seq": report.first_seq, "last_seq": report.last_seq, "open_tail": report.open_tail}))?;
+                        print_json(
+                            &json!({"ok": true, "files": report.files, "entries": report.entries,
+                            "first_seq": report.first_seq, "last_seq": report.last_seq, "open_tail": report.open_tail}),
+                        )?;
                     } else {
                         println!(
                             "mirror intact: {} entries in {} files, seq {} to {}",
@@ -186,7 +216,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                             report.last_seq.map_or("-".into(), |s| s.to_string())
                         );
                         if report.open_tail {
-                            println!("the last file is open: pass --through SEQ to also rule out a cut tail");
+                            println!(
+                                "the last file is open: pass --through SEQ to also rule out a cut tail"
+                            );
                         }
                     }
                 }
@@ -229,11 +261,15 @@ async fn append(dir: &Path, args: Vec<String>, batch: usize, json_out: bool) -> 
         }
     }
     if bodies.is_empty() {
-        return Err(bad("no entries given (pass JSON arguments or JSON Lines on stdin)"));
+        return Err(bad(
+            "no entries given (pass JSON arguments or JSON Lines on stdin)",
+        ));
     }
     let ledger = datadir::open(dir).await?;
     // Validate everything before appending anything.
-    let prepared = ledger.prepare_batch(bodies).map_err(|e| bad(e.to_string()))?;
+    let prepared = ledger
+        .prepare_batch(bodies)
+        .map_err(|e| bad(e.to_string()))?;
     let mut receipts = Vec::with_capacity(prepared.len());
     let mut rest = prepared;
     while !rest.is_empty() {
@@ -257,7 +293,12 @@ async fn append(dir: &Path, args: Vec<String>, batch: usize, json_out: bool) -> 
     close(&ledger).await
 }
 
-fn parse_enum<T>(name: &str, v: &Option<String>, f: impl Fn(&str) -> Option<T>, allowed: &str) -> anyhow::Result<Option<T>> {
+fn parse_enum<T>(
+    name: &str,
+    v: &Option<String>,
+    f: impl Fn(&str) -> Option<T>,
+    allowed: &str,
+) -> anyhow::Result<Option<T>> {
     v.as_deref()
         .map(|s| f(s).ok_or_else(|| bad(format!("--{name}: `{s}` is not one of {allowed}"))))
         .transpose()
@@ -272,8 +313,18 @@ async fn query(dir: &Path, a: QueryArgs, json_out: bool) -> anyhow::Result<()> {
         actor: a.actor,
         event_type: a.event_type,
         action: a.action,
-        outcome: parse_enum("outcome", &a.outcome, Outcome::parse, "success, failure, denied, error")?,
-        min_severity: parse_enum("severity", &a.severity, Severity::parse, "info, low, medium, high, critical")?,
+        outcome: parse_enum(
+            "outcome",
+            &a.outcome,
+            Outcome::parse,
+            "success, failure, denied, error",
+        )?,
+        min_severity: parse_enum(
+            "severity",
+            &a.severity,
+            Severity::parse,
+            "info, low, medium, high, critical",
+        )?,
         resource: a.resource,
         resource_prefix: a.prefix,
         target: a.target,
@@ -311,7 +362,11 @@ async fn query(dir: &Path, a: QueryArgs, json_out: bool) -> anyhow::Result<()> {
     close(&ledger).await
 }
 
-fn write_bundle(out: &Path, bundle: &custos_ledger::ProofBundle, verifier: &Verifier) -> anyhow::Result<()> {
+fn write_bundle(
+    out: &Path,
+    bundle: &custos_ledger::ProofBundle,
+    verifier: &Verifier,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let write = |name: &str, bytes: Vec<u8>| {
         std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))
@@ -339,7 +394,9 @@ fn verify_cmd(dir: &Path, json_out: bool) -> anyhow::Result<()> {
         b
     };
     let started = std::time::Instant::now();
-    let report = verify::verify(&store, &signer.verifier(), &settings.origin, |n| bar.set_position(n))?;
+    let report = verify::verify(&store, &signer.verifier(), &settings.origin, |n| {
+        bar.set_position(n)
+    })?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json_out {
@@ -349,19 +406,30 @@ fn verify_cmd(dir: &Path, json_out: bool) -> anyhow::Result<()> {
             "ledger intact: {} entries, {} checkpoints (latest for size {}), root {} ({:.0} entries/s)",
             report.entries,
             report.checkpoints,
-            report.latest_checkpoint.map_or("-".into(), |s| s.to_string()),
+            report
+                .latest_checkpoint
+                .map_or("-".into(), |s| s.to_string()),
             report.root,
             report.entries as f64 / secs.max(1e-9)
         );
     }
     match &report.failure {
         None => Ok(()),
-        Some(f) => Err(anyhow::Error::new(Integrity(format!("ledger NOT intact: {f}")))),
+        Some(f) => Err(anyhow::Error::new(Integrity(format!(
+            "ledger NOT intact: {f}"
+        )))),
     }
 }
 
-fn verify_proof(entry: &Path, proof: &Path, checkpoint: &Path, key: &str, json_out: bool) -> anyhow::Result<()> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| bad(format!("reading {}: {e}", p.display())));
+fn verify_proof(
+    entry: &Path,
+    proof: &Path,
+    checkpoint: &Path,
+    key: &str,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| bad(format!("reading {}: {e}", p.display())));
     let entry_bytes = read(entry)?;
     let entry: Entry = serde_json::from_slice(&entry_bytes)
         .map_err(|e| bad(format!("{}: not an entry: {e}", entry.display())))?;
@@ -398,8 +466,10 @@ fn verify_proof(entry: &Path, proof: &Path, checkpoint: &Path, key: &str, json_o
         .verify(&leaf, &cp.root)
         .map_err(|e| fail(format!("inclusion proof does not verify: {e}")))?;
     if json_out {
-        print_json(&json!({"ok": true, "seq": entry.seq, "tree_size": cp.size, "origin": cp.origin,
-            "root": merkle::hash_to_hex(&cp.root), "leaf_hash": merkle::hash_to_hex(&leaf)}))?;
+        print_json(
+            &json!({"ok": true, "seq": entry.seq, "tree_size": cp.size, "origin": cp.origin,
+            "root": merkle::hash_to_hex(&cp.root), "leaf_hash": merkle::hash_to_hex(&leaf)}),
+        )?;
     } else {
         println!(
             "OK: entry seq {} (leaf {}) is in the log `{}` of {} entries with root {}, signed by {}",
@@ -418,7 +488,12 @@ fn verify_proof(entry: &Path, proof: &Path, checkpoint: &Path, key: &str, json_o
 async fn demo(dir: &Path) -> anyhow::Result<()> {
     if !dir.join("ledger.json").exists() {
         let (settings, signer) = datadir::init(dir, None)?;
-        println!("1. initialised {} (origin {}, verifier key {})", dir.display(), settings.origin, signer.verifier());
+        println!(
+            "1. initialised {} (origin {}, verifier key {})",
+            dir.display(),
+            settings.origin,
+            signer.verifier()
+        );
     } else {
         println!("1. using the existing ledger in {}", dir.display());
     }
@@ -432,11 +507,26 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     .iter()
     .enumerate()
     {
-        let mut b = EntryBody::new("demo", "tool_invocation", "agent:sales-assistant", if *outcome == Outcome::Denied { "deny" } else { "allow" }, *outcome);
+        let mut b = EntryBody::new(
+            "demo",
+            "tool_invocation",
+            "agent:sales-assistant",
+            if *outcome == Outcome::Denied {
+                "deny"
+            } else {
+                "allow"
+            },
+            *outcome,
+        );
         b.resource = Some(format!("/tools/{tool}"));
-        b.severity = if *outcome == Outcome::Denied { Severity::High } else { Severity::Info };
+        b.severity = if *outcome == Outcome::Denied {
+            Severity::High
+        } else {
+            Severity::Info
+        };
         b.data.insert("tool".into(), json!(tool));
-        b.data.insert("api_token".into(), json!("sk-live-this-is-redacted"));
+        b.data
+            .insert("api_token".into(), json!("sk-live-this-is-redacted"));
         b.data.insert("step".into(), json!(i));
         bodies.push(b);
     }

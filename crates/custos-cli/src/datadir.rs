@@ -49,7 +49,10 @@ pub fn init(dir: &Path, origin: Option<String>) -> anyhow::Result<(Settings, Sig
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let origin = match origin {
         Some(o) => o,
-        None => format!("custos.local/log-{}", hex::encode(rand::random::<[u8; 8]>())),
+        None => format!(
+            "custos.local/log-{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        ),
     };
     // The key name is the origin, as tlog-checkpoint expects of the log's own signature.
     let seed: [u8; 32] = rand::random();
@@ -95,7 +98,8 @@ pub fn load(dir: &Path) -> anyhow::Result<(Settings, Signer)> {
     let settings: Settings = serde_json::from_slice(&raw).context("parsing ledger.json")?;
     let key = fs::read_to_string(key_path(dir))
         .with_context(|| format!("reading {}", key_path(dir).display()))?;
-    let signer = Signer::parse(key.trim()).map_err(|e| anyhow!("the log key is unreadable: {e}"))?;
+    let signer =
+        Signer::parse(key.trim()).map_err(|e| anyhow!("the log key is unreadable: {e}"))?;
     Ok((settings, signer))
 }
 

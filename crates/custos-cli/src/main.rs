@@ -19,7 +19,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "custos", version, about, long_about = None)]
 pub struct Cli {
     /// Data directory of the embedded store.
-    #[arg(long, global = true, env = "CUSTOS_DATA", default_value = "./custos-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTOS_DATA",
+        default_value = "./custos-data"
+    )]
     pub data: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -142,6 +147,18 @@ pub enum Command {
 /// Mirror subcommands.
 #[derive(Subcommand, Debug)]
 pub enum MirrorCommand {
+    /// Append every ledger entry the mirror does not have yet to its JSON Lines files.
+    Sync {
+        /// Directory of the mirror files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// File holding the HMAC key (hex or base64, at least 32 bytes).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Rotate files at this size.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        max_file_bytes: u64,
+    },
     /// Check mirror files for any edit, deletion, reordering or truncation.
     Verify {
         /// Mirror files (sorted by name before checking).

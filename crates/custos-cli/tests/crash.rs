@@ -57,10 +57,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let mut parts = line.split('\t');
-                if let (Some(seq), Some(id)) = (parts.next(), parts.next()) {
-                    if let Ok(seq) = seq.parse::<u64>() {
-                        got.push((seq, id.to_owned()));
-                    }
+                if let (Some(seq), Some(id)) = (parts.next(), parts.next())
+                    && let Ok(seq) = seq.parse::<u64>()
+                {
+                    got.push((seq, id.to_owned()));
                 }
             }
             got
@@ -71,9 +71,15 @@ fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
         let _ = child.wait();
         let _ = writer.join();
         let got = reader.join().expect("reader");
-        eprintln!("round {round}: killed after {delay} ms, {} entries acknowledged", got.len());
+        eprintln!(
+            "round {round}: killed after {delay} ms, {} entries acknowledged",
+            got.len()
+        );
         for (seq, id) in got {
-            assert!(acked.insert(seq, id).is_none(), "seq {seq} acknowledged twice");
+            assert!(
+                acked.insert(seq, id).is_none(),
+                "seq {seq} acknowledged twice"
+            );
         }
         // Reopening recovers (a torn tail is cut and recorded); everything acknowledged is there.
         let export = ok(&custos(&data, &["export", "--format", "jsonl"]));
@@ -86,10 +92,17 @@ fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
             );
         }
         for (seq, id) in &acked {
-            assert_eq!(stored.get(seq), Some(id), "acknowledged seq {seq} lost or changed");
+            assert_eq!(
+                stored.get(seq),
+                Some(id),
+                "acknowledged seq {seq} lost or changed"
+            );
         }
         let (code, report) = verify(&data);
         assert_eq!(code, 0, "verify after crash round {round}: {report}");
     }
-    assert!(!acked.is_empty(), "no round acknowledged anything; the test proved nothing");
+    assert!(
+        !acked.is_empty(),
+        "no round acknowledged anything; the test proved nothing"
+    );
 }

@@ -36,7 +36,9 @@ fn changed_field_with_valid_crc_is_named() {
     let text = String::from_utf8(recs[17].payload.clone()).expect("utf8");
     assert!(text.contains("\"action\":\"allow\""));
     // Same length, still canonical JSON: only the hash can tell.
-    recs[17].payload = text.replace("\"action\":\"allow\"", "\"action\":\"alloW\"").into_bytes();
+    recs[17].payload = text
+        .replace("\"action\":\"allow\"", "\"action\":\"alloW\"")
+        .into_bytes();
     write_records(&seg, &recs);
     expect_failure(&data, "changed_entry", Some(17));
 }
@@ -47,7 +49,12 @@ fn changed_byte_anywhere_in_a_record_is_named() {
     let seg = segment_path(&data);
     let mut bytes = std::fs::read(&seg).expect("read");
     let recs = read_records(&seg);
-    let offset: usize = recs[..23].iter().map(|r| 16 + r.payload.len()).sum::<usize>() + 16 + 40;
+    let offset: usize = recs[..23]
+        .iter()
+        .map(|r| 16 + r.payload.len())
+        .sum::<usize>()
+        + 16
+        + 40;
     bytes[offset] ^= 0x01;
     std::fs::write(&seg, bytes).expect("write");
     expect_failure(&data, "corrupt_record", Some(23));
@@ -84,7 +91,12 @@ fn truncated_tail_is_named_against_the_last_checkpoint() {
     assert_eq!(report["failure"]["checkpoint_size"], N);
     // And the ledger refuses to open it for appending.
     let out = custos(&data, &["append", &entry_line(99)]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
 }
 
@@ -146,7 +158,9 @@ fn entry_and_its_tree_leaf_rewritten_together_break_the_chain() {
     let seg = segment_path(&data);
     let mut recs = read_records(&seg);
     let text = String::from_utf8(recs[12].payload.clone()).expect("utf8");
-    recs[12].payload = text.replace("\"action\":\"allow\"", "\"action\":\"alloW\"").into_bytes();
+    recs[12].payload = text
+        .replace("\"action\":\"allow\"", "\"action\":\"alloW\"")
+        .into_bytes();
     write_records(&seg, &recs);
     let leaf = custos_core::merkle::leaf_hash(&recs[12].payload);
     let path = data.join("tree").join("level-00.hashes");

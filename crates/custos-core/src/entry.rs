@@ -373,7 +373,10 @@ impl EntryBody {
                 let field = |name: &str| match r.get(name) {
                     Some(Value::String(s)) => Ok(Some(s.clone())),
                     Some(Value::Null) | None => Ok(None),
-                    Some(_) => Err(EntryError::new(format!("request.{name}"), "must be a string")),
+                    Some(_) => Err(EntryError::new(
+                        format!("request.{name}"),
+                        "must be a string",
+                    )),
                 };
                 Some(RequestInfo {
                     ip: field("ip")?,
@@ -430,7 +433,13 @@ const BODY_FIELDS: [&str; 15] = [
 pub fn is_secret_key(key: &str) -> bool {
     let norm: String = key
         .chars()
-        .map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect();
     SECRET_NAMES.iter().any(|name| {
         norm == *name
@@ -775,7 +784,10 @@ fn validate(b: &EntryBody, limits: &Limits) -> Result<(), EntryError> {
         if let Some(ip) = &r.ip {
             check_text("request.ip", ip, max)?;
             ip.parse::<std::net::IpAddr>().map_err(|_| {
-                EntryError::new("request.ip", format!("`{ip}` is not an IPv4 or IPv6 address"))
+                EntryError::new(
+                    "request.ip",
+                    format!("`{ip}` is not an IPv4 or IPv6 address"),
+                )
             })?;
         }
         if let Some(ua) = &r.user_agent {
@@ -819,7 +831,10 @@ fn check_name(
     if let Some(c) = value.chars().find(|c| !allowed(*c)) {
         return Err(EntryError::new(
             field,
-            format!("contains `{}`, which is not allowed here", c.escape_default()),
+            format!(
+                "contains `{}`, which is not allowed here",
+                c.escape_default()
+            ),
         ));
     }
     Ok(())
@@ -845,7 +860,10 @@ pub fn check_principal(field: &str, value: &str, max: usize) -> Result<(), Entry
         return Err(EntryError::new(field, "principal id must not be empty"));
     }
     if id.chars().any(char::is_whitespace) {
-        return Err(EntryError::new(field, "principal id must not contain whitespace"));
+        return Err(EntryError::new(
+            field,
+            "principal id must not contain whitespace",
+        ));
     }
     Ok(())
 }

@@ -41,7 +41,8 @@ pub fn parse_rfc3339(s: &str) -> Result<i128, String> {
         if !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        part.iter().try_fold(0i64, |acc, c| Some(acc * 10 + i64::from(c - b'0')))
+        part.iter()
+            .try_fold(0i64, |acc, c| Some(acc * 10 + i64::from(c - b'0')))
     };
     let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
         num(0..4),

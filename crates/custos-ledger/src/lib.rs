@@ -136,7 +136,12 @@ impl<S: Store> std::fmt::Debug for Ledger<S> {
 impl<S: Store> Ledger<S> {
     /// Opens the ledger: checks the store against its last checkpoint and records a torn
     /// tail the store discarded during recovery.
-    pub async fn open(store: Arc<S>, signer: Signer, config: LedgerConfig, clock: Clock) -> Result<Self> {
+    pub async fn open(
+        store: Arc<S>,
+        signer: Signer,
+        config: LedgerConfig,
+        clock: Clock,
+    ) -> Result<Self> {
         let ledger = Ledger {
             store,
             signer,
@@ -224,9 +229,11 @@ impl<S: Store> Ledger<S> {
             .into_iter()
             .enumerate()
             .map(|(i, b)| {
-                PreparedEntry::new(b, &self.config.limits).map_err(|error| LedgerError::InvalidEntry {
-                    index: Some(i),
-                    error,
+                PreparedEntry::new(b, &self.config.limits).map_err(|error| {
+                    LedgerError::InvalidEntry {
+                        index: Some(i),
+                        error,
+                    }
                 })
             })
             .collect()
@@ -236,9 +243,9 @@ impl<S: Store> Ledger<S> {
     pub async fn append(&self, body: EntryBody) -> Result<Receipt> {
         let prepared = self.prepare(body)?;
         let mut out = self.store.append(vec![prepared]).await?;
-        out.pop()
-            .map(Receipt::from)
-            .ok_or_else(|| LedgerError::Store(StoreError::Unavailable("empty append result".into())))
+        out.pop().map(Receipt::from).ok_or_else(|| {
+            LedgerError::Store(StoreError::Unavailable("empty append result".into()))
+        })
     }
 
     /// Appends a batch (all validated first; nothing is appended if one is invalid), waiting
@@ -277,10 +284,10 @@ impl<S: Store> Ledger<S> {
     pub async fn checkpoint(&self) -> Result<StoredCheckpoint> {
         let _guard = self.checkpoint_lock.lock().await;
         let size = self.store.size()?;
-        if let Some(latest) = self.store.latest_checkpoint()? {
-            if latest.size == size {
-                return Ok(latest);
-            }
+        if let Some(latest) = self.store.latest_checkpoint()?
+            && latest.size == size
+        {
+            return Ok(latest);
         }
         let root = self.store.root(size)?;
         let cp = Checkpoint {
@@ -307,14 +314,17 @@ impl<S: Store> Ledger<S> {
 
     /// The checkpoint issued for exactly `size`.
     pub fn checkpoint_for_size(&self, size: u64) -> Result<StoredCheckpoint> {
-        self.store
-            .checkpoint_for_size(size)?
-            .ok_or_else(|| LedgerError::NotFound(format!("no checkpoint was issued for tree size {size}")))
+        self.store.checkpoint_for_size(size)?.ok_or_else(|| {
+            LedgerError::NotFound(format!("no checkpoint was issued for tree size {size}"))
+        })
     }
 
     /// Runs until `shutdown` resolves: a checkpoint every interval when entries arrived, and
     /// a final one on the way out.
-    pub async fn run_checkpointer(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run_checkpointer(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(self.config.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

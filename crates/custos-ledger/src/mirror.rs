@@ -892,10 +892,11 @@ impl MirrorWriter {
 
     fn write_records(&mut self, records: &[RawRecord]) -> Result<(), MirrorError> {
         for record in records {
-            if let Some(last_seq) = self.last_seq {
-                if self.file_lines > 0 && self.file_bytes >= self.max_file_bytes {
-                    self.rotate(last_seq)?;
-                }
+            if let Some(last_seq) = self.last_seq
+                && self.file_lines > 0
+                && self.file_bytes >= self.max_file_bytes
+            {
+                self.rotate(last_seq)?;
             }
             let before = self.buf.len();
             let content = content_hash(&record.bytes);
@@ -1046,20 +1047,20 @@ pub fn verify_files(
         last_file = verify_file(path, next, &key, &mut chain)?;
     }
     let last_seq = chain.last.map(|(seq, _)| seq);
-    if let Some(through) = through {
-        if last_seq.is_none_or(|last| last < through) {
-            let ends = last_seq.map_or("holds no entries".to_owned(), |s| {
-                format!("ends at seq {s}")
-            });
-            return Err(MirrorError::Tampered {
-                file: last_path.clone(),
-                line: last_file.lines,
-                seq: last_seq,
-                problem: format!(
-                    "the mirror {ends} but must reach seq {through}: its tail was truncated"
-                ),
-            });
-        }
+    if let Some(through) = through
+        && last_seq.is_none_or(|last| last < through)
+    {
+        let ends = last_seq.map_or("holds no entries".to_owned(), |s| {
+            format!("ends at seq {s}")
+        });
+        return Err(MirrorError::Tampered {
+            file: last_path.clone(),
+            line: last_file.lines,
+            seq: last_seq,
+            problem: format!(
+                "the mirror {ends} but must reach seq {through}: its tail was truncated"
+            ),
+        });
     }
     Ok(MirrorReport {
         files: paths.len(),
@@ -1218,14 +1219,38 @@ fn check_seal(
             seal.last_seq
         ));
     }
-    if let Some(next) = next {
-        if seal.next_file != next {
-            return Err(format!(
-                "the seal names the next file `{}` but the next file given is `{next}`: \
-                 a file is missing, extra or out of order",
-                seal.next_file
-            ));
-        }
+    if let Some(next) = next
+        && seal.next_file != next
+    {
+        return Err(format!(
+            "the seal names the next file `{}` but the next file given is `{next}`: \
+             a file is missing, extra or out of order",
+            seal.next_file
+        ));
     }
     Ok(())
+}
+
+/// Brings `writer` up to date with the ledger in `store`: appends every entry from
+/// `writer.next_seq()` to the store's current size, in chunks. Returns how many it wrote.
+/// The server runs this continuously; `custos mirror sync` runs it once.
+pub fn sync_from_store<S: custos_store::Store>(
+    store: &S,
+    writer: &mut MirrorWriter,
+) -> Result<u64, MirrorError> {
+    const CHUNK: u64 = 4096;
+    let size = store
+        .size()
+        .map_err(|e| MirrorError::Invalid(format!("reading the ledger size: {e}")))?;
+    let mut written = 0;
+    while writer.next_seq() < size {
+        let from = writer.next_seq();
+        let to = size.min(from + CHUNK);
+        let records = store
+            .read_range(from, to)
+            .map_err(|e| MirrorError::Invalid(format!("reading entries {from}..{to}: {e}")))?;
+        writer.append(&records)?;
+        written += records.len() as u64;
+    }
+    Ok(written)
 }

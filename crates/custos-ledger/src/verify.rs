@@ -173,13 +173,13 @@ impl<S: Store> Checkpoints<'_, S> {
                 cp.origin, self.origin
             )))));
         }
-        if let Some(last) = self.last_size {
-            if cp.size <= last {
-                return Ok(Some(Err(forged(format!(
-                    "size {} does not grow from the previous checkpoint's {last}",
-                    cp.size
-                )))));
-            }
+        if let Some(last) = self.last_size
+            && cp.size <= last
+        {
+            return Ok(Some(Err(forged(format!(
+                "size {} does not grow from the previous checkpoint's {last}",
+                cp.size
+            )))));
         }
         self.last_size = Some(cp.size);
         Ok(Some(Ok((cp.size, cp.root))))
@@ -276,7 +276,10 @@ pub fn verify<S: Store>(
                 let f = fail(
                     FailureKind::ChangedEntry,
                     pos,
-                    format!("the entry says seq {} but is stored as seq {pos}", c.seq_field),
+                    format!(
+                        "the entry says seq {} but is stored as seq {pos}",
+                        c.seq_field
+                    ),
                 );
                 return Ok(report(&frontier, &cps, Some(f)));
             }

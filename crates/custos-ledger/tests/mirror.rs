@@ -19,14 +19,13 @@ const ZEROS: &str = "00000000000000000000000000000000000000000000000000000000000
 
 /// `n` chained ledger records, seq 0..n.
 fn records(n: u64) -> Vec<RawRecord> {
+    records_by("agent:a", n)
+}
+
+/// `n` chained ledger records by `actor`.
+fn records_by(actor: &str, n: u64) -> Vec<RawRecord> {
     let prepared = PreparedEntry::new(
-        EntryBody::new(
-            "t1",
-            "tool_invocation",
-            "agent:a",
-            "allow",
-            Outcome::Success,
-        ),
+        EntryBody::new("t1", "tool_invocation", actor, "allow", Outcome::Success),
         &Limits::default(),
     )
     .expect("valid body");
@@ -96,6 +95,16 @@ fn hmac_hex(message: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(&KEY).expect("key");
     mac.update(message);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// An entry line signed with [`KEY`], as only a key holder can write it.
+fn signed_entry_line(seq: u64, entry: &[u8], previous_hash: &str) -> String {
+    let hash = hex::encode(Sha256::digest(entry));
+    let signature = hmac_hex(format!("{hash}{previous_hash}").as_bytes());
+    let entry = std::str::from_utf8(entry).expect("utf-8");
+    format!(
+        "{{\"seq\":{seq},\"entry\":{entry},\"content_hash\":\"{hash}\",\"previous_hash\":\"{previous_hash}\",\"signature\":\"{signature}\"}}\n"
+    )
 }
 
 #[test]
@@ -415,6 +424,33 @@ fn every_tampering_is_named() {
             problem: "not in the exact form",
         },
         Case {
+            name: "line replaced by the same seq of another mirror with the same key",
+            tamper: |m| {
+                let other = tempfile::tempdir().expect("tempdir");
+                let mut writer = MirrorWriter::open(config(other.path(), 1 << 20)).expect("open");
+                writer.append(&records_by("agent:b", 20)).expect("append");
+                writer.close().expect("close");
+                let foreign = lines(&files(other.path())[0]);
+                let mut all = lines(&m.files[1]);
+                let seq = line_seq(&all[1]);
+                all[1] = foreign[seq as usize].clone();
+                write_lines(&m.files[1], &all);
+                (1, 2, Some(seq))
+            },
+            problem: "previous_hash is not the content_hash",
+        },
+        Case {
+            name: "seq 0 chained to a predecessor (forged with the key)",
+            tamper: |m| {
+                let mut all = lines(&m.files[0]);
+                let entry = records(1).remove(0).bytes;
+                all[0] = signed_entry_line(0, &entry, &"1".repeat(64));
+                write_lines(&m.files[0], &all);
+                (0, 1, Some(0))
+            },
+            problem: "seq 0 has a non-zero previous_hash",
+        },
+        Case {
             name: "deleted line",
             tamper: |m| {
                 let mut all = lines(&m.files[1]);
@@ -720,7 +756,7 @@ fn keys_load_from_hex_or_base64() {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(&key)
     };
-    let cases: [(&str, String, Result<Vec<u8>, &str>); 6] = [
+    let cases = [
         ("hex", format!("{}\n", hex::encode(&key)), Ok(key.clone())),
         ("base64", format!("  {b64}\n"), Ok(key.clone())),
         ("short hex", hex::encode([1u8; 31]), Err("31 bytes")),

@@ -62,8 +62,7 @@ impl<'a> FilterView<'a> {
             want.as_deref().is_none_or(|w| w == have)
         }
         fn eq_opt(want: &Option<String>, have: &Option<Cow<'_, str>>) -> bool {
-            want.as_deref()
-                .is_none_or(|w| have.as_deref() == Some(w))
+            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
         }
         eq(&q.tenant, &self.tenant)
             && eq(&q.actor, &self.actor)

@@ -202,7 +202,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     /// Sequences `batch` and makes it durable; resolves once it is (group commit). Waits while
     /// the append queue is full.
-    fn append(&self, batch: Vec<PreparedEntry>) -> impl Future<Output = Result<Vec<Appended>>> + Send;
+    fn append(
+        &self,
+        batch: Vec<PreparedEntry>,
+    ) -> impl Future<Output = Result<Vec<Appended>>> + Send;
 
     /// Like [`Store::append`], but refuses with [`StoreError::Overloaded`] instead of waiting
     /// when the queue is full.

@@ -15,17 +15,26 @@ use crate::{EntryQuery, FilterView, Store, StoreError, StoredCheckpoint};
 /// A varied, deterministic entry body: two tenants, several actors, types, resources,
 /// outcomes and severities, some with targets, traces and sessions.
 pub fn body(i: u64) -> EntryBody {
-    let tenant = if i % 3 == 0 { "acme" } else { "globex" };
-    let types = ["tool_invocation", "policy_evaluation", "agent_executed", "auth_login"];
+    let tenant = if i.is_multiple_of(3) {
+        "acme"
+    } else {
+        "globex"
+    };
+    let types = [
+        "tool_invocation",
+        "policy_evaluation",
+        "agent_executed",
+        "auth_login",
+    ];
     let mut b = EntryBody::new(
         tenant,
         types[(i % 4) as usize],
         format!("agent:a{}", i % 5),
-        if i % 7 == 0 { "deny" } else { "allow" },
+        if i.is_multiple_of(7) { "deny" } else { "allow" },
         Outcome::ALL[(i % 4) as usize],
     );
     b.severity = Severity::ALL[(i % 5) as usize];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         b.resource = Some(format!("/crm/contacts/{}", i % 6));
     } else if i % 5 == 1 {
         b.resource = Some(format!("aws:ec2:sg-{}", i % 3));
@@ -90,9 +99,17 @@ pub async fn sequencing<S: Store>(store: S) {
         assert_eq!(e.seq, a.seq);
         assert_eq!(e.id, a.id);
         assert_eq!(e.ts, a.ts);
-        assert_eq!(e.prev_hash, merkle::hash_to_hex(&prev), "chain at {}", a.seq);
+        assert_eq!(
+            e.prev_hash,
+            merkle::hash_to_hex(&prev),
+            "chain at {}",
+            a.seq
+        );
         assert_eq!(e.leaf_hash().expect("leaf"), a.leaf_hash);
-        assert_eq!(e.data.get("password").and_then(|v| v.as_str()), Some("[REDACTED]"));
+        assert_eq!(
+            e.data.get("password").and_then(|v| v.as_str()),
+            Some("[REDACTED]")
+        );
         assert!(ids.insert(e.id.clone()), "duplicate id");
         assert!(e.id > last_id, "ids sort like seqs");
         let ts = custos_core::time::parse_rfc3339(&e.ts).expect("ts");
@@ -124,7 +141,14 @@ pub async fn concurrent_appends<S: Store>(store: S) {
             let mut seqs = Vec::new();
             for k in 0..25u64 {
                 let batch = vec![prepared(t * 100 + k), prepared(t * 100 + k + 50)];
-                seqs.extend(store.append(batch).await.expect("append").into_iter().map(|a| a.seq));
+                seqs.extend(
+                    store
+                        .append(batch)
+                        .await
+                        .expect("append")
+                        .into_iter()
+                        .map(|a| a.seq),
+                );
             }
             seqs
         }));
@@ -148,11 +172,20 @@ pub async fn tree_and_proofs<S: Store>(store: S) {
         roots.push(mem.root());
     }
     let leaves = store.leaf_hashes(0, 300).expect("leaves");
-    assert_eq!(leaves, appended.iter().map(|a| a.leaf_hash).collect::<Vec<_>>());
+    assert_eq!(
+        leaves,
+        appended.iter().map(|a| a.leaf_hash).collect::<Vec<_>>()
+    );
     let range = store.read_range(10, 60).expect("range");
-    assert_eq!(range.iter().map(|r| r.seq).collect::<Vec<_>>(), (10..60).collect::<Vec<_>>());
+    assert_eq!(
+        range.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (10..60).collect::<Vec<_>>()
+    );
     for r in &range {
-        assert_eq!(merkle::leaf_hash(&r.bytes), appended[r.seq as usize].leaf_hash);
+        assert_eq!(
+            merkle::leaf_hash(&r.bytes),
+            appended[r.seq as usize].leaf_hash
+        );
     }
     // A physical scan returns every record in order.
     let mut cursor = None;
@@ -167,24 +200,52 @@ pub async fn tree_and_proofs<S: Store>(store: S) {
     }
     assert_eq!(scanned, (0..300).collect::<Vec<_>>());
     for size in [0u64, 1, 2, 3, 7, 8, 9, 255, 256, 257, 300] {
-        assert_eq!(store.root(size).expect("root"), roots[size as usize], "root {size}");
+        assert_eq!(
+            store.root(size).expect("root"),
+            roots[size as usize],
+            "root {size}"
+        );
     }
     for size in [1u64, 2, 5, 17, 256, 257, 300] {
         for index in [0, size / 2, size - 1] {
             let proof = store.inclusion_proof(index, size).expect("proof");
-            merkle::verify_inclusion(&appended[index as usize].leaf_hash, index, size, &proof, &roots[size as usize])
-                .unwrap_or_else(|e| panic!("inclusion {index}/{size}: {e}"));
+            merkle::verify_inclusion(
+                &appended[index as usize].leaf_hash,
+                index,
+                size,
+                &proof,
+                &roots[size as usize],
+            )
+            .unwrap_or_else(|e| panic!("inclusion {index}/{size}: {e}"));
         }
-        assert!(store.consistency_proof(0, size).is_err(), "RFC 9162 defines no proof from 0");
+        assert!(
+            store.consistency_proof(0, size).is_err(),
+            "RFC 9162 defines no proof from 0"
+        );
         for old in [1u64, (size / 3).max(1), size] {
             let proof = store.consistency_proof(old, size).expect("consistency");
-            merkle::verify_consistency(old, size, &roots[old as usize], &roots[size as usize], &proof)
-                .unwrap_or_else(|e| panic!("consistency {old}->{size}: {e}"));
+            merkle::verify_consistency(
+                old,
+                size,
+                &roots[old as usize],
+                &roots[size as usize],
+                &proof,
+            )
+            .unwrap_or_else(|e| panic!("consistency {old}->{size}: {e}"));
         }
     }
-    assert!(store.inclusion_proof(300, 300).is_err(), "index beyond the tree");
-    assert!(store.inclusion_proof(0, 301).is_err(), "size beyond the log");
-    assert!(store.consistency_proof(5, 301).is_err(), "size beyond the log");
+    assert!(
+        store.inclusion_proof(300, 300).is_err(),
+        "index beyond the tree"
+    );
+    assert!(
+        store.inclusion_proof(0, 301).is_err(),
+        "size beyond the log"
+    );
+    assert!(
+        store.consistency_proof(5, 301).is_err(),
+        "size beyond the log"
+    );
 }
 
 /// Checkpoints are kept in order, found by size, and never go back.
@@ -212,23 +273,38 @@ pub async fn checkpoints<S: Store>(store: S) {
         store.add_checkpoint(&stored).expect("add again");
         notes.push(stored);
     }
-    assert_eq!(store.latest_checkpoint().expect("latest").as_ref(), notes.last());
-    assert_eq!(store.checkpoint_for_size(25).expect("for size"), Some(notes[1].clone()));
+    assert_eq!(
+        store.latest_checkpoint().expect("latest").as_ref(),
+        notes.last()
+    );
+    assert_eq!(
+        store.checkpoint_for_size(25).expect("for size"),
+        Some(notes[1].clone())
+    );
     assert_eq!(store.checkpoint_for_size(24).expect("for size"), None);
     assert_eq!(store.checkpoints(0, 10).expect("list"), notes);
-    assert_eq!(store.checkpoints(1, 1).expect("list"), vec![notes[1].clone()]);
+    assert_eq!(
+        store.checkpoints(1, 1).expect("list"),
+        vec![notes[1].clone()]
+    );
     let older = StoredCheckpoint {
         size: 5,
         issued_nanos: 0,
         note: notes[0].note.clone(),
     };
-    assert!(store.add_checkpoint(&older).is_err(), "a checkpoint may not go back");
+    assert!(
+        store.add_checkpoint(&older).is_err(),
+        "a checkpoint may not go back"
+    );
     let beyond = StoredCheckpoint {
         size: 1000,
         issued_nanos: 0,
         note: notes[0].note.clone(),
     };
-    assert!(store.add_checkpoint(&beyond).is_err(), "a checkpoint may not exceed the log");
+    assert!(
+        store.add_checkpoint(&beyond).is_err(),
+        "a checkpoint may not exceed the log"
+    );
     for cp in &notes {
         let opened = note::open_checkpoint(&cp.note, &signer.verifier()).expect("opens");
         assert_eq!(opened.root, store.root(cp.size).expect("root"));
@@ -246,7 +322,8 @@ fn brute_force<S: Store>(store: &S, q: &EntryQuery) -> Vec<u64> {
             v.matches(q)
                 && q.start.is_none_or(|s| ts >= s)
                 && q.end.is_none_or(|e| ts < e)
-                && q.after.is_none_or(|a| if q.descending { r.seq < a } else { r.seq > a })
+                && q.after
+                    .is_none_or(|a| if q.descending { r.seq < a } else { r.seq > a })
         })
         .map(|r| r.seq)
         .collect();
@@ -271,45 +348,125 @@ pub async fn queries<S: Store>(store: S) {
     };
     let mut cases: Vec<EntryQuery> = vec![
         base(1000),
-        EntryQuery { tenant: Some("acme".into()), ..base(1000) },
-        EntryQuery { tenant: Some("acme".into()), actor: Some("agent:a3".into()), ..base(1000) },
-        EntryQuery { actor: Some("agent:a1".into()), event_type: Some("policy_evaluation".into()), ..base(1000) },
-        EntryQuery { tenant: Some("globex".into()), event_type: Some("auth_login".into()), ..base(1000) },
-        EntryQuery { action: Some("deny".into()), ..base(1000) },
-        EntryQuery { outcome: Some(Outcome::Denied), ..base(1000) },
-        EntryQuery { min_severity: Some(Severity::High), ..base(1000) },
-        EntryQuery { resource: Some("/crm/contacts/2".into()), ..base(1000) },
-        EntryQuery { resource: Some("/crm/".into()), resource_prefix: true, ..base(1000) },
-        EntryQuery { resource: Some("/crm/".into()), ..base(1000) },
-        EntryQuery { target: Some("agent:t1".into()), ..base(1000) },
-        EntryQuery { trace_id: Some("trace-1".into()), ..base(1000) },
-        EntryQuery { session_id: Some("sess-2".into()), tenant: Some("globex".into()), ..base(1000) },
-        EntryQuery { start: Some(mid_ts), ..base(1000) },
-        EntryQuery { end: Some(mid_ts), actor: Some("agent:a2".into()), ..base(1000) },
-        EntryQuery { tenant: Some("nobody".into()), ..base(1000) },
+        EntryQuery {
+            tenant: Some("acme".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            tenant: Some("acme".into()),
+            actor: Some("agent:a3".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            actor: Some("agent:a1".into()),
+            event_type: Some("policy_evaluation".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            tenant: Some("globex".into()),
+            event_type: Some("auth_login".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            action: Some("deny".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            outcome: Some(Outcome::Denied),
+            ..base(1000)
+        },
+        EntryQuery {
+            min_severity: Some(Severity::High),
+            ..base(1000)
+        },
+        EntryQuery {
+            resource: Some("/crm/contacts/2".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            resource: Some("/crm/".into()),
+            resource_prefix: true,
+            ..base(1000)
+        },
+        EntryQuery {
+            resource: Some("/crm/".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            target: Some("agent:t1".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            trace_id: Some("trace-1".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            session_id: Some("sess-2".into()),
+            tenant: Some("globex".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            start: Some(mid_ts),
+            ..base(1000)
+        },
+        EntryQuery {
+            end: Some(mid_ts),
+            actor: Some("agent:a2".into()),
+            ..base(1000)
+        },
+        EntryQuery {
+            tenant: Some("nobody".into()),
+            ..base(1000)
+        },
     ];
     let more: Vec<EntryQuery> = cases
         .iter()
         .flat_map(|q| {
             [
-                EntryQuery { descending: true, ..q.clone() },
-                EntryQuery { limit: 7, ..q.clone() },
-                EntryQuery { limit: 7, descending: true, after: Some(300), ..q.clone() },
-                EntryQuery { limit: 3, after: Some(100), ..q.clone() },
+                EntryQuery {
+                    descending: true,
+                    ..q.clone()
+                },
+                EntryQuery {
+                    limit: 7,
+                    ..q.clone()
+                },
+                EntryQuery {
+                    limit: 7,
+                    descending: true,
+                    after: Some(300),
+                    ..q.clone()
+                },
+                EntryQuery {
+                    limit: 3,
+                    after: Some(100),
+                    ..q.clone()
+                },
             ]
         })
         .collect();
     cases.extend(more);
     for round in 0..2 {
         for q in &cases {
-            let got: Vec<u64> = store.query(q).expect("query").records.iter().map(|r| r.seq).collect();
+            let got: Vec<u64> = store
+                .query(q)
+                .expect("query")
+                .records
+                .iter()
+                .map(|r| r.seq)
+                .collect();
             assert_eq!(got, brute_force(&store, q), "round {round}: {q:?}");
         }
         store.wait_indexed().await.expect("index");
     }
     // Paging through everything visits every match once.
     for descending in [false, true] {
-        let mut q = EntryQuery { tenant: Some("globex".into()), limit: 13, descending, ..EntryQuery::default() };
+        let mut q = EntryQuery {
+            tenant: Some("globex".into()),
+            limit: 13,
+            descending,
+            ..EntryQuery::default()
+        };
         let mut seen = Vec::new();
         loop {
             let page = store.query(&q).expect("page");
@@ -319,7 +476,14 @@ pub async fn queries<S: Store>(store: S) {
                 None => break,
             }
         }
-        let all = brute_force(&store, &EntryQuery { limit: usize::MAX, ..q.clone() }.without_cursor());
+        let all = brute_force(
+            &store,
+            &EntryQuery {
+                limit: usize::MAX,
+                ..q.clone()
+            }
+            .without_cursor(),
+        );
         assert_eq!(seen, all, "paging descending={descending}");
     }
     assert!(store.query(&base(0)).is_err(), "limit 0");
@@ -343,7 +507,12 @@ pub async fn lookups<S: Store>(store: S) {
     for a in [&appended[3], &appended[48]] {
         assert_eq!(store.seq_of_id(&a.id).expect("id"), Some(a.seq));
     }
-    assert_eq!(store.seq_of_id("0190c7a2-0000-7000-8000-000000000000").expect("id"), None);
+    assert_eq!(
+        store
+            .seq_of_id("0190c7a2-0000-7000-8000-000000000000")
+            .expect("id"),
+        None
+    );
     assert_eq!(store.seq_of_id("not-a-uuid").expect("id"), None);
     let ts = |s: &str| custos_core::time::parse_rfc3339(s).expect("ts");
     assert_eq!(store.seq_at_or_after(i128::MIN).expect("time"), 0);

@@ -48,7 +48,7 @@ pub fn ok(out: &Output) -> String {
 
 pub fn entry_line(i: u64) -> String {
     serde_json::json!({
-        "tenant": if i % 2 == 0 { "acme" } else { "globex" },
+        "tenant": if i.is_multiple_of(2) { "acme" } else { "globex" },
         "event_type": "tool_invocation",
         "actor": format!("agent:a{}", i % 4),
         "action": "allow",
@@ -80,7 +80,10 @@ pub fn segment_path(data: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(data.join("log"))
         .expect("log dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seg-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
+        })
         .collect();
     segs.sort();
     segs.pop().expect("a segment")

@@ -136,7 +136,9 @@ impl Checkpoints {
         let mut b = [0u8; 16];
         self.index
             .read_exact_at(&mut b, i * 16)
-            .map_err(StoreError::io(format!("reading checkpoint index entry {i}")))?;
+            .map_err(StoreError::io(format!(
+                "reading checkpoint index entry {i}"
+            )))?;
         let mut size = [0u8; 8];
         let mut off = [0u8; 8];
         size.copy_from_slice(&b[..8]);
@@ -161,7 +163,10 @@ impl Checkpoints {
         let mut h = [0u8; HEADER];
         self.log
             .read_exact_at(&mut h, offset)
-            .map_err(StoreError::io(format!("reading {}", self.log_path.display())))?;
+            .map_err(StoreError::io(format!(
+                "reading {}",
+                self.log_path.display()
+            )))?;
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         if len > MAX_NOTE || offset + (HEADER + len) as u64 > file_len {
             return Ok(None);
@@ -176,7 +181,10 @@ impl Checkpoints {
         let mut note = vec![0u8; len];
         self.log
             .read_exact_at(&mut note, offset + HEADER as u64)
-            .map_err(StoreError::io(format!("reading {}", self.log_path.display())))?;
+            .map_err(StoreError::io(format!(
+                "reading {}",
+                self.log_path.display()
+            )))?;
         if crc(size, issued, &note) != want_crc {
             return Ok(None);
         }

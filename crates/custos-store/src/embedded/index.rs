@@ -55,7 +55,8 @@ impl std::fmt::Debug for Index {
 
 /// Builds a posting prefix `kind | tenant \0 parts… \0`.
 pub(crate) fn prefix(kind: u8, tenant: &str, parts: &[&str]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + tenant.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>() + 8);
+    let mut k =
+        Vec::with_capacity(2 + tenant.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>() + 8);
     k.push(kind);
     k.extend_from_slice(tenant.as_bytes());
     k.push(0);
@@ -100,7 +101,11 @@ impl Index {
             stop: AtomicBool::new(false),
         };
         if watermark > log_size {
-            tracing::warn!(watermark, log_size, "index is ahead of the log; rebuilding it");
+            tracing::warn!(
+                watermark,
+                log_size,
+                "index is ahead of the log; rebuilding it"
+            );
             index.clear()?;
         }
         Ok(index)
@@ -150,7 +155,11 @@ impl Index {
                 put(prefix(kind::SESSION, t, &[x]));
             }
             if let Ok(id) = uuid::Uuid::parse_str(&v.id) {
-                batch.insert(&self.ids, id.as_bytes().to_vec(), seq.to_be_bytes().to_vec());
+                batch.insert(
+                    &self.ids,
+                    id.as_bytes().to_vec(),
+                    seq.to_be_bytes().to_vec(),
+                );
             }
             if !tenants.iter().any(|x| x == t) {
                 tenants.push(t.to_owned());
@@ -180,10 +189,14 @@ impl Index {
 
     /// The seq of an indexed id.
     pub(crate) fn seq_of_id(&self, id: &uuid::Uuid) -> Result<Option<u64>> {
-        Ok(self.ids.get(id.as_bytes()).map_err(index_err)?.and_then(|v| {
-            let b: [u8; 8] = v.as_ref().try_into().ok()?;
-            Some(u64::from_be_bytes(b))
-        }))
+        Ok(self
+            .ids
+            .get(id.as_bytes())
+            .map_err(index_err)?
+            .and_then(|v| {
+                let b: [u8; 8] = v.as_ref().try_into().ok()?;
+                Some(u64::from_be_bytes(b))
+            }))
     }
 
     /// Seqs in `[lo, hi)` under posting `prefix`, in order, handed to `visit` until it

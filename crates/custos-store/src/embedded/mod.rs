@@ -40,8 +40,8 @@ use self::tree::Levels;
 use self::writer::{WriteRequest, Writer};
 use crate::filter::FilterView;
 use crate::{
-    Appended, Clock, system_clock, EntryQuery, MAX_QUERY_LIMIT, QueryPage, RawRecord, RecoveryReport, Result,
-    ScanChunk, ScanCursor, Store, StoreError, StoredCheckpoint,
+    Appended, Clock, EntryQuery, MAX_QUERY_LIMIT, QueryPage, RawRecord, RecoveryReport, Result,
+    ScanChunk, ScanCursor, Store, StoreError, StoredCheckpoint, system_clock,
 };
 
 /// Tuning of the embedded backend.
@@ -100,7 +100,10 @@ fn unpack_offset(v: u64) -> (u64, u64) {
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(format!("syncing directory {}", dir.display())))
+        .map_err(StoreError::io(format!(
+            "syncing directory {}",
+            dir.display()
+        )))
 }
 
 /// State shared by the writer, the indexer and readers.
@@ -132,10 +135,10 @@ impl Shared {
     }
 
     pub(crate) fn wake_indexer(&self) {
-        if let Ok(t) = self.indexer_thread.lock() {
-            if let Some(t) = t.as_ref() {
-                t.unpark();
-            }
+        if let Ok(t) = self.indexer_thread.lock()
+            && let Some(t) = t.as_ref()
+        {
+            t.unpark();
         }
     }
 
@@ -239,9 +242,9 @@ impl Shared {
             seg.file
                 .read_exact_at(&mut buf, start)
                 .map_err(StoreError::io(format!("reading {}", seg.path.display())))?;
-            for k in i..=j {
+            for (k, &(_, off)) in offs.iter().enumerate().take(j + 1).skip(i) {
                 let seq = from + k as u64;
-                let rel = (offs[k].1 - start) as usize;
+                let rel = (off - start) as usize;
                 match buf.get(rel..).map(segments::decode) {
                     Some(Ok((found, payload, _))) if found == seq => out.push(RawRecord {
                         seq,
@@ -274,7 +277,9 @@ impl Shared {
     }
 
     fn ts_of(&self, seq: u64) -> Result<i128> {
-        let rec = self.get(seq)?.ok_or_else(|| StoreError::Invalid(format!("no entry {seq}")))?;
+        let rec = self
+            .get(seq)?
+            .ok_or_else(|| StoreError::Invalid(format!("no entry {seq}")))?;
         ts_from_canonical(&rec.bytes).ok_or_else(|| StoreError::Corrupt {
             seq,
             problem: "entry has no readable ts".into(),
@@ -564,11 +569,11 @@ impl EmbeddedStore {
             let posting = index::best_posting(q, &tenant);
             let mut found = 0usize;
             index.postings(&posting, lo, hi, q.descending, |seq| {
-                if let Some(rec) = self.shared.get(seq)? {
-                    if matches(q, &rec)? {
-                        out.push(rec);
-                        found += 1;
-                    }
+                if let Some(rec) = self.shared.get(seq)?
+                    && matches(q, &rec)?
+                {
+                    out.push(rec);
+                    found += 1;
                 }
                 Ok(found < q.limit)
             })?;
@@ -665,7 +670,10 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
         match trusted {
             Some(c) => cursor = c,
             None => {
-                tracing::warn!(synced, "derived files disagree with the log; recomputing all");
+                tracing::warn!(
+                    synced,
+                    "derived files disagree with the log; recomputing all"
+                );
                 synced = 0;
             }
         }
@@ -682,7 +690,10 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
         while cursor.offset < seg_len {
             match seg.read_at(cursor.offset)? {
                 Ok((seq, bytes)) if seq == expected => {
-                    found.push((pack_offset(cursor.segment, cursor.offset), merkle::leaf_hash(&bytes)));
+                    found.push((
+                        pack_offset(cursor.segment, cursor.offset),
+                        merkle::leaf_hash(&bytes),
+                    ));
                     last_payload_ts = ts_from_canonical(&bytes);
                     cursor.offset += (HEADER + bytes.len()) as u64;
                     expected += 1;
@@ -1026,7 +1037,7 @@ impl Store for EmbeddedStore {
             self.scan_range(q, watermark, hi, &mut records)?;
             if records.len() < q.limit && lo < watermark {
                 let mut more = self.tenant_candidates(q, lo, watermark)?;
-                more.sort_by(|a, b| b.seq.cmp(&a.seq));
+                more.sort_by_key(|r| std::cmp::Reverse(r.seq));
                 records.extend(more);
             }
         } else {

@@ -82,7 +82,10 @@ impl Segment {
         self.file
             .metadata()
             .map(|m| m.len())
-            .map_err(StoreError::io(format!("reading size of {}", self.path.display())))
+            .map_err(StoreError::io(format!(
+                "reading size of {}",
+                self.path.display()
+            )))
     }
 
     /// Reads the record at `offset`.
@@ -90,9 +93,13 @@ impl Segment {
         let mut header = [0u8; HEADER];
         match self.file.read_exact_at(&mut header, offset) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Err(Damage::Short)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(Err(Damage::Short));
+            }
             Err(e) => {
-                return Err(StoreError::io(format!("reading {}", self.path.display()))(e));
+                return Err(StoreError::io(format!("reading {}", self.path.display()))(
+                    e,
+                ));
             }
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -101,11 +108,18 @@ impl Segment {
         }
         let mut buf = vec![0u8; HEADER + len as usize];
         buf[..HEADER].copy_from_slice(&header);
-        match self.file.read_exact_at(&mut buf[HEADER..], offset + HEADER as u64) {
+        match self
+            .file
+            .read_exact_at(&mut buf[HEADER..], offset + HEADER as u64)
+        {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Err(Damage::Short)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(Err(Damage::Short));
+            }
             Err(e) => {
-                return Err(StoreError::io(format!("reading {}", self.path.display()))(e));
+                return Err(StoreError::io(format!("reading {}", self.path.display()))(
+                    e,
+                ));
             }
         }
         Ok(decode(&buf).map(|(seq, payload, _)| {
@@ -149,10 +163,7 @@ impl Segments {
                 .write(writable)
                 .open(&path)
                 .map_err(StoreError::io(format!("opening {}", path.display())))?;
-            list.push(Arc::new(Segment {
-                path,
-                file,
-            }));
+            list.push(Arc::new(Segment { path, file }));
         }
         Ok(Segments {
             list: RwLock::new(list),
@@ -197,10 +208,7 @@ impl Segments {
             .open(&path)
             .map_err(StoreError::io(format!("creating {}", path.display())))?;
         super::sync_dir(dir)?;
-        Ok(self.push(Segment {
-            path,
-            file,
-        }))
+        Ok(self.push(Segment { path, file }))
     }
 
     /// Reads records in physical order from `cursor`, at most `max`, stopping before any
@@ -310,9 +318,10 @@ fn corrupt(expected: u64, seg: &Segment, offset: u64, damage: &Damage) -> StoreE
         problem: format!(
             "{} in {} at byte {offset}",
             damage.describe(),
-            seg.path
-                .file_name()
-                .map_or_else(|| seg.path.display().to_string(), |n| n.to_string_lossy().into_owned())
+            seg.path.file_name().map_or_else(
+                || seg.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            )
         ),
     }
 }

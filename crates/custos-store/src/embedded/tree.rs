@@ -68,7 +68,9 @@ impl Levels {
             .map_err(|_| StoreError::Unavailable("tree lock poisoned".into()))?;
         match files.get(level as usize) {
             Some(file) => f(file),
-            None => Err(StoreError::Invalid(format!("tree level {level} is missing"))),
+            None => Err(StoreError::Invalid(format!(
+                "tree level {level} is missing"
+            ))),
         }
     }
 
@@ -106,7 +108,9 @@ impl Levels {
         self.with_file(level, |file| {
             file.metadata()
                 .map(|m| m.len() / 32)
-                .map_err(StoreError::io(format!("reading size of tree level {level}")))
+                .map_err(StoreError::io(format!(
+                    "reading size of tree level {level}"
+                )))
         })
     }
 
@@ -115,9 +119,7 @@ impl Levels {
         self.with_file(level, |file| {
             file.read_exact_at(&mut h, index * 32).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    StoreError::Invalid(format!(
-                        "tree level {level} has no hash at index {index}"
-                    ))
+                    StoreError::Invalid(format!("tree level {level} has no hash at index {index}"))
                 } else {
                     StoreError::io(format!("reading tree level {level}"))(e)
                 }

@@ -87,7 +87,9 @@ impl Writer {
                 Ok(r) => r,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     // Idle: a good moment to make derived files durable.
-                    if self.dirty && self.last_derived_sync.elapsed() >= self.config.derived_sync_interval {
+                    if self.dirty
+                        && self.last_derived_sync.elapsed() >= self.config.derived_sync_interval
+                    {
                         self.sync_derived();
                     }
                     match rx.blocking_recv() {
@@ -138,13 +140,13 @@ impl Writer {
             Self::fail_all(group, &reason);
             return;
         }
-        if self.seg_len >= self.config.segment_bytes {
-            if let Err(e) = self.rotate() {
-                let msg = format!("starting a new segment: {e}");
-                self.shared.poison(msg.clone());
-                Self::fail_all(group, &msg);
-                return;
-            }
+        if self.seg_len >= self.config.segment_bytes
+            && let Err(e) = self.rotate()
+        {
+            let msg = format!("starting a new segment: {e}");
+            self.shared.poison(msg.clone());
+            Self::fail_all(group, &msg);
+            return;
         }
         let start_seq = self.next_seq;
         let start_prev = self.prev;
@@ -246,10 +248,10 @@ impl Writer {
     }
 
     fn rotate(&mut self) -> Result<()> {
-        self.seg
-            .file
-            .sync_all()
-            .map_err(StoreError::io(format!("syncing {}", self.seg.path.display())))?;
+        self.seg.file.sync_all().map_err(StoreError::io(format!(
+            "syncing {}",
+            self.seg.path.display()
+        )))?;
         let no = self
             .shared
             .segments
