@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use custos_core::entry::{EntryBody, Limits, Outcome, PreparedEntry, Severity};
-use custos_core::note::Signer;
 use custos_ledger::{Ledger, LedgerConfig, verify};
 use custos_store::embedded::{EmbeddedConfig, EmbeddedStore};
 use custos_store::{EntryQuery, Store, system_clock};
@@ -49,9 +48,10 @@ fn body(i: u64) -> EntryBody {
     let actor = format!("agent:bench-agent-{:04}", i % ACTORS);
     let event_type = TYPES[((i / ACTORS) % TYPES.len() as u64) as usize];
     let mut b = EntryBody::new("bench", event_type, actor, "allow", Outcome::Success);
-    b.resource = Some(format!("/api/v1/customers/{}/orders", i % 50_000));
-    b.trace_id = Some(format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-    b.session_id = Some(format!("sess-{}", i / 100));
+    b.resource = Some(format!("/crm/customers/{}", i % 50_000));
+    if i.is_multiple_of(4) {
+        b.trace_id = Some(format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    }
     b.severity = if i.is_multiple_of(97) {
         Severity::High
     } else {
@@ -61,9 +61,6 @@ fn body(i: u64) -> EntryBody {
     b.data.insert("tokens_in".into(), json!(i % 4096));
     b.data.insert("tokens_out".into(), json!((i * 7) % 2048));
     b.data.insert("duration_ms".into(), json!((i * 13) % 900));
-    b.data.insert("model".into(), json!("model-large-2026"));
-    b.data
-        .insert("query".into(), json!("customer lookup by account number"));
     b
 }
 
@@ -165,6 +162,8 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         }
     };
     say(format!("bench: fresh data directory {}", dir.display()));
+    // A complete data directory, so `--keep` leaves a ledger the other commands can open.
+    let (settings, signer) = crate::datadir::init(&dir, Some("custos.bench/log".into()))?;
     let store = Arc::new(EmbeddedStore::open(&dir, EmbeddedConfig::default())?);
     let mut f = Figures {
         data_dir: dir.display().to_string(),
@@ -228,10 +227,8 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     ));
 
     // A checkpoint, so verification checks a signature too.
-    let signer =
-        Signer::from_seed("custos.bench/log", [7u8; 32]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = LedgerConfig {
-        origin: "custos.bench/log".into(),
+        origin: settings.origin.clone(),
         limits: Limits::default(),
         checkpoint_interval: Duration::from_secs(1),
     };
@@ -241,7 +238,7 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     let report = verify::verify(
         store.as_ref(),
         &signer.verifier(),
-        "custos.bench/log",
+        &settings.origin,
         |_| {},
     )?;
     let secs = t.elapsed().as_secs_f64();

@@ -686,7 +686,7 @@ fn render(f: &Fields<'_>) -> Result<PreparedEntry, String> {
         member_str(&mut buf, "client_ts", v);
     }
     buf.extend_from_slice(b"\"data\":");
-    jcs::write_canonical(&Value::Object(f.data.clone()), &mut buf).map_err(|e| e.to_string())?;
+    jcs::write_object(f.data, &mut buf).map_err(|e| e.to_string())?;
     buf.push(b',');
     member_str(&mut buf, "event_type", f.event_type);
     let c0 = buf.len();

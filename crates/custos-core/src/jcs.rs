@@ -168,7 +168,7 @@ fn write_safe_integer(
 }
 
 /// Writes an object with its members sorted by name as UTF-16 code units (RFC 8785 §3.2.3).
-fn write_object(members: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), JcsError> {
+pub fn write_object(members: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), JcsError> {
     out.push(b'{');
     if iteration_order_is_utf16_order(members) {
         write_members(members.iter(), out)?;

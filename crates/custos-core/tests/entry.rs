@@ -1,6 +1,7 @@
 //! The entry model: validation names the field, redaction, and sealed bytes are exactly the
 //! RFC 8785 canonical form of the whole entry.
 
+use custos_core::canonical::check_entry;
 use custos_core::entry::{
     Entry, EntryBody, Limits, Outcome, PreparedEntry, REDACTED, Severity, is_secret_key, redact,
 };
@@ -311,9 +312,18 @@ proptest! {
     fn a_flipped_bit_never_goes_unnoticed(body in body_strategy(), bit in any::<prop::sample::Index>()) {
         let prepared = PreparedEntry::new(body, &Limits::default()).expect("valid");
         let (bytes, leaf) = prepared.seal(7, "01a20851-ac24-7686-976a-2b96988d7d0a", "2026-11-23T12:00:00.123456789Z", &[1; 32]);
+        let head = check_entry(&bytes).expect("the fast check accepts a sealed entry");
+        prop_assert_eq!(head.seq, 7);
+        prop_assert_eq!(head.prev_hash, [1u8; 32]);
         let mut flipped = bytes.clone();
         let i = bit.index(bytes.len() * 8);
         flipped[i / 8] ^= 1 << (i % 8);
+        // The fast check used by verification agrees with the full parse on every flip.
+        prop_assert_eq!(
+            check_entry(&flipped).is_ok(),
+            Entry::from_canonical(&flipped).is_ok(),
+            "disagreement on {}", String::from_utf8_lossy(&flipped)
+        );
         if let Ok(e) = Entry::from_canonical(&flipped) {
             prop_assert_ne!(e.leaf_hash().expect("leaf"), leaf);
         }

@@ -8,7 +8,8 @@
 //! chain, a tree that disagrees with the entries, a forged checkpoint, a checkpoint the log
 //! no longer matches, or a log truncated below its last checkpoint.
 
-use custos_core::entry::{Entry, ZERO_HASH};
+use custos_core::canonical::check_entry;
+use custos_core::entry::ZERO_HASH;
 use custos_core::merkle::{self, Frontier, Hash};
 use custos_core::note::{self, Verifier};
 use custos_store::{RawRecord, Store, StoreError};
@@ -92,16 +93,16 @@ impl Report {
 /// What each record yields after the parallel step.
 struct Checked {
     leaf: Hash,
-    prev: Result<Hash, String>,
+    prev: Hash,
     seq_field: u64,
 }
 
 fn check_record(rec: &RawRecord) -> Result<Checked, String> {
-    let entry = Entry::from_canonical(&rec.bytes).map_err(|e| e.to_string())?;
+    let head = check_entry(&rec.bytes)?;
     Ok(Checked {
         leaf: merkle::leaf_hash(&rec.bytes),
-        prev: merkle::hash_from_hex(&entry.prev_hash),
-        seq_field: entry.seq,
+        prev: head.prev_hash,
+        seq_field: head.seq,
     })
 }
 
@@ -189,6 +190,69 @@ impl<S: Store> Checkpoints<'_, S> {
 /// Records read per step.
 const CHUNK: usize = 16 * 1024;
 
+/// What the read-ahead thread hands over.
+enum Item {
+    Chunk {
+        records: Vec<RawRecord>,
+        checked: Vec<Result<Checked, String>>,
+        leaves: Vec<Hash>,
+    },
+    Corrupt(String),
+    Failed(StoreError),
+}
+
+/// Scans the store in physical order, checks each record and reads the stored leaves for it,
+/// until the end, a damaged record, or the receiver hanging up.
+fn read_ahead<S: Store>(store: &S, tx: std::sync::mpsc::SyncSender<Item>) {
+    let mut cursor = None;
+    let mut pos = 0u64;
+    loop {
+        let chunk = match store.scan(cursor, CHUNK) {
+            Ok(c) => c,
+            Err(StoreError::Corrupt { problem, .. }) => {
+                let _ = tx.send(Item::Corrupt(problem));
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Item::Failed(e));
+                return;
+            }
+        };
+        if chunk.records.is_empty() && chunk.next.is_none() {
+            return;
+        }
+        let n = chunk.records.len() as u64;
+        // A tree shorter than the log yields the leaves it has; the gap is reported later.
+        let leaves = match store.leaf_hashes(pos, pos + n) {
+            Ok(l) => l,
+            Err(StoreError::Corrupt { seq: stored, .. }) if stored >= pos && stored < pos + n => {
+                match store.leaf_hashes(pos, stored) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Item::Failed(e));
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Item::Failed(e));
+                return;
+            }
+        };
+        let checked = check_parallel(&chunk.records);
+        pos += n;
+        let item = Item::Chunk {
+            records: chunk.records,
+            checked,
+            leaves,
+        };
+        if tx.send(item).is_err() || chunk.next.is_none() {
+            return;
+        }
+        cursor = chunk.next;
+    }
+}
+
 /// Verifies the whole ledger in `store` against the log's `verifier` key and `origin`.
 /// `progress` is called with the number of entries checked so far.
 pub fn verify<S: Store>(
@@ -210,7 +274,6 @@ pub fn verify<S: Store>(
     let mut frontier = Frontier::new();
     let mut pos = 0u64;
     let mut prev = ZERO_HASH;
-    let mut cursor = None;
     let mut pending = cps.next()?;
     let report = |frontier: &Frontier, cps: &Checkpoints<'_, S>, failure: Option<Failure>| Report {
         entries: frontier.size(),
@@ -238,106 +301,102 @@ pub fn verify<S: Store>(
             _ => break,
         }
     }
-    loop {
-        let chunk = match store.scan(cursor, CHUNK) {
-            Ok(c) => c,
-            Err(StoreError::Corrupt { problem, .. }) => {
-                let f = fail(FailureKind::CorruptRecord, pos, problem);
-                return Ok(report(&frontier, &cps, Some(f)));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if chunk.records.is_empty() && chunk.next.is_none() {
-            break;
-        }
-        let checked = check_parallel(&chunk.records);
-        let n = chunk.records.len() as u64;
-        // A tree shorter than the log yields the leaves it has; the gap is reported below.
-        let leaves = match store.leaf_hashes(pos, pos + n) {
-            Ok(l) => l,
-            Err(StoreError::Corrupt { seq: stored, .. }) if stored >= pos && stored < pos + n => {
-                store.leaf_hashes(pos, stored)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        for (i, (rec, result)) in chunk.records.iter().zip(checked).enumerate() {
-            if rec.seq != pos {
-                let f = order_failure(&chunk.records[i..], pos, rec.seq);
-                return Ok(report(&frontier, &cps, Some(f)));
-            }
-            let c = match result {
-                Ok(c) => c,
-                Err(e) => {
-                    let f = fail(FailureKind::NotCanonical, pos, e);
-                    return Ok(report(&frontier, &cps, Some(f)));
+    // Reading, canonical checks and leaf hashing of the next chunk run on other threads while
+    // this one walks the chain and the tree through the current chunk.
+    let outcome = std::thread::scope(|scope| -> Result<Option<Failure>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(2);
+        scope.spawn(move || read_ahead(store, tx));
+        for item in rx {
+            let (records, checked, leaves) = match item {
+                Item::Chunk {
+                    records,
+                    checked,
+                    leaves,
+                } => (records, checked, leaves),
+                Item::Corrupt(problem) => {
+                    return Ok(Some(fail(FailureKind::CorruptRecord, pos, problem)));
                 }
+                Item::Failed(e) => return Err(e.into()),
             };
-            if c.seq_field != pos {
-                let f = fail(
-                    FailureKind::ChangedEntry,
-                    pos,
-                    format!(
-                        "the entry says seq {} but is stored as seq {pos}",
-                        c.seq_field
-                    ),
-                );
-                return Ok(report(&frontier, &cps, Some(f)));
-            }
-            match leaves.get(i) {
-                Some(stored) if *stored == c.leaf => {}
-                Some(_) => {
+            for (i, (rec, result)) in records.iter().zip(checked).enumerate() {
+                if rec.seq != pos {
+                    let f = order_failure(&records[i..], pos, rec.seq);
+                    return Ok(Some(f));
+                }
+                let c = match result {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let f = fail(FailureKind::NotCanonical, pos, e);
+                        return Ok(Some(f));
+                    }
+                };
+                if c.seq_field != pos {
                     let f = fail(
                         FailureKind::ChangedEntry,
                         pos,
-                        "the entry's content differs from the leaf hash the tree recorded for it"
-                            .into(),
-                    );
-                    return Ok(report(&frontier, &cps, Some(f)));
-                }
-                None => {
-                    let f = fail(
-                        FailureKind::TreeMismatch,
-                        pos,
-                        "the stored tree has no leaf hash for this entry".into(),
-                    );
-                    return Ok(report(&frontier, &cps, Some(f)));
-                }
-            }
-            match c.prev {
-                Ok(p) if p == prev => {}
-                _ => {
-                    let f = fail(
-                        FailureKind::BrokenChain,
-                        pos,
                         format!(
-                            "prev_hash is not the leaf hash of seq {}",
-                            pos.wrapping_sub(1)
+                            "the entry says seq {} but is stored as seq {pos}",
+                            c.seq_field
                         ),
                     );
-                    return Ok(report(&frontier, &cps, Some(f)));
+                    return Ok(Some(f));
+                }
+                match leaves.get(i) {
+                    Some(stored) if *stored == c.leaf => {}
+                    Some(_) => {
+                        let f = fail(
+                            FailureKind::ChangedEntry,
+                            pos,
+                            "the entry's content differs from the leaf hash the tree recorded for it"
+                                .into(),
+                        );
+                        return Ok(Some(f));
+                    }
+                    None => {
+                        let f = fail(
+                            FailureKind::TreeMismatch,
+                            pos,
+                            "the stored tree has no leaf hash for this entry".into(),
+                        );
+                        return Ok(Some(f));
+                    }
+                }
+                match c.prev {
+                    p if p == prev => {}
+                    _ => {
+                        let f = fail(
+                            FailureKind::BrokenChain,
+                            pos,
+                            format!(
+                                "prev_hash is not the leaf hash of seq {}",
+                                pos.wrapping_sub(1)
+                            ),
+                        );
+                        return Ok(Some(f));
+                    }
+                }
+                prev = c.leaf;
+                frontier.push(c.leaf, |_, _, _| {});
+                pos += 1;
+                while let Some(Ok((size, root))) = &pending {
+                    if *size != pos {
+                        break;
+                    }
+                    if *root != frontier.root() {
+                        return Ok(Some(mismatch(*size)));
+                    }
+                    pending = cps.next()?;
+                }
+                if let Some(Err(f)) = &pending {
+                    return Ok(Some(f.clone()));
                 }
             }
-            prev = c.leaf;
-            frontier.push(c.leaf, |_, _, _| {});
-            pos += 1;
-            while let Some(Ok((size, root))) = &pending {
-                if *size != pos {
-                    break;
-                }
-                if *root != frontier.root() {
-                    return Ok(report(&frontier, &cps, Some(mismatch(*size))));
-                }
-                pending = cps.next()?;
-            }
-            if let Some(Err(f)) = &pending {
-                return Ok(report(&frontier, &cps, Some(f.clone())));
-            }
+            progress(pos);
         }
-        progress(pos);
-        cursor = chunk.next;
-        if cursor.is_none() {
-            break;
-        }
+        Ok(None)
+    })?;
+    if let Some(f) = outcome {
+        return Ok(report(&frontier, &cps, Some(f)));
     }
     match &pending {
         Some(Ok((size, _))) => {

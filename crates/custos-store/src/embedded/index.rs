@@ -1,10 +1,14 @@
 //! Secondary indexes in fjall: derived, rebuildable, never fsynced.
 //!
 //! An indexer thread follows the log and writes, per entry, posting keys
-//! `kind | tenant \0 value [\0 value2] \0 | seq (u64 BE)` with empty values, the id → seq map,
-//! and the "indexed up to" watermark — all in one atomic batch, so after a crash the
-//! watermark and postings agree. Queries read postings below the watermark and scan the log
-//! above it, so results are complete whatever the indexer's lag.
+//! `FNV-1a-64(kind, tenant, value…) (8 bytes BE) | seq (u64 BE)` with empty values, the
+//! id → seq map, and the "indexed up to" watermark — all in one atomic batch, so after a crash
+//! the watermark and postings agree. Queries read postings below the watermark and scan the
+//! log above it, so results are complete whatever the indexer's lag.
+//!
+//! Keys are hashed to a fixed 16 bytes because comparing long keys in the memtable was most of
+//! the indexing cost. A hash collision can only add candidates: every candidate is re-checked
+//! against the query after it is read from the log, so results stay exact.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +32,9 @@ pub(crate) mod kind {
 }
 
 const WATERMARK: &[u8] = b"indexed_upto";
+const FORMAT: &[u8] = b"format";
+/// Bump when the key layout changes: an index of another format is rebuilt.
+const FORMAT_VERSION: &[u8] = b"2";
 const TENANT_PREFIX: &[u8] = b"tenant/";
 
 fn index_err(e: fjall::Error) -> StoreError {
@@ -53,23 +60,31 @@ impl std::fmt::Debug for Index {
     }
 }
 
-/// Builds a posting prefix `kind | tenant \0 parts… \0`.
-pub(crate) fn prefix(kind: u8, tenant: &str, parts: &[&str]) -> Vec<u8> {
-    let mut k =
-        Vec::with_capacity(2 + tenant.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>() + 8);
-    k.push(kind);
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
+/// The posting key prefix for `kind`, `tenant` and `parts`: a 64-bit FNV-1a hash, with 0xFF
+/// (never a byte of UTF-8) between fields so that field boundaries cannot be shifted.
+pub(crate) fn prefix(kind: u8, tenant: &str, parts: &[&str]) -> [u8; 8] {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+        h = (h ^ 0xff).wrapping_mul(PRIME);
+    };
+    eat(&[kind]);
+    eat(tenant.as_bytes());
     for p in parts {
-        k.extend_from_slice(p.as_bytes());
-        k.push(0);
+        eat(p.as_bytes());
     }
-    k
+    h.to_be_bytes()
 }
 
-fn with_seq(mut prefix: Vec<u8>, seq: u64) -> Vec<u8> {
-    prefix.extend_from_slice(&seq.to_be_bytes());
-    prefix
+fn with_seq(prefix: [u8; 8], seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&prefix);
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
 }
 
 impl Index {
@@ -80,10 +95,23 @@ impl Index {
             .manual_journal_persist(true)
             .open()
             .map_err(index_err)?;
-        let opts = KeyspaceCreateOptions::default;
-        let postings = db.keyspace("postings", opts).map_err(index_err)?;
-        let ids = db.keyspace("ids", opts).map_err(index_err)?;
-        let meta = db.keyspace("meta", opts).map_err(index_err)?;
+        // Small memtables keep memory bounded; the index is derived, so flushes are cheap to lose.
+        let postings = db
+            .keyspace("postings", || {
+                KeyspaceCreateOptions::default().max_memtable_size(16 * 1024 * 1024)
+            })
+            .map_err(index_err)?;
+        let ids = db
+            .keyspace("ids", || {
+                KeyspaceCreateOptions::default().max_memtable_size(8 * 1024 * 1024)
+            })
+            .map_err(index_err)?;
+        let meta = db
+            .keyspace("meta", || {
+                KeyspaceCreateOptions::default().max_memtable_size(1024 * 1024)
+            })
+            .map_err(index_err)?;
+        let format_ok = meta.get(FORMAT).map_err(index_err)?.as_deref() == Some(FORMAT_VERSION);
         let watermark = match meta.get(WATERMARK).map_err(index_err)? {
             Some(v) if v.len() == 8 => {
                 let mut b = [0u8; 8];
@@ -100,13 +128,13 @@ impl Index {
             watermark: AtomicU64::new(watermark),
             stop: AtomicBool::new(false),
         };
-        if watermark > log_size {
-            tracing::warn!(
-                watermark,
-                log_size,
-                "index is ahead of the log; rebuilding it"
-            );
+        if watermark > log_size || !format_ok {
+            tracing::warn!(watermark, log_size, format_ok, "rebuilding the index");
             index.clear()?;
+            index
+                .meta
+                .insert(FORMAT, FORMAT_VERSION)
+                .map_err(index_err)?;
         }
         Ok(index)
     }
@@ -137,7 +165,7 @@ impl Index {
                 problem: format!("entry does not parse: {e}"),
             })?;
             let t = v.tenant.as_ref();
-            let mut put = |key: Vec<u8>| batch.insert(&self.postings, with_seq(key, seq), []);
+            let mut put = |key: [u8; 8]| batch.insert(&self.postings, with_seq(key, seq), []);
             put(prefix(kind::TENANT, t, &[]));
             put(prefix(kind::ACTOR, t, &[&v.actor]));
             put(prefix(kind::EVENT_TYPE, t, &[&v.event_type]));
@@ -203,14 +231,14 @@ impl Index {
     /// returns false.
     pub(crate) fn postings(
         &self,
-        prefix: &[u8],
+        prefix: [u8; 8],
         lo: u64,
         hi: u64,
         descending: bool,
         mut visit: impl FnMut(u64) -> Result<bool>,
     ) -> Result<()> {
-        let start = with_seq(prefix.to_vec(), lo);
-        let end = with_seq(prefix.to_vec(), hi);
+        let start = with_seq(prefix, lo);
+        let end = with_seq(prefix, hi);
         let iter = self.postings.range(start..end);
         let mut step = |guard: fjall::Guard| -> Result<bool> {
             let key = guard.key().map_err(index_err)?;
@@ -239,7 +267,7 @@ impl Index {
 }
 
 /// The posting that narrows `q` most for `tenant`.
-pub(crate) fn best_posting(q: &EntryQuery, tenant: &str) -> Vec<u8> {
+pub(crate) fn best_posting(q: &EntryQuery, tenant: &str) -> [u8; 8] {
     match (
         &q.actor,
         &q.event_type,
@@ -264,7 +292,7 @@ pub(crate) fn run_indexer(shared: Arc<super::Shared>) {
     let Some(index) = shared.index.as_ref() else {
         return;
     };
-    const CHUNK: u64 = 4096;
+    const CHUNK: u64 = 16 * 1024;
     loop {
         if index.stop.load(Ordering::Acquire) {
             return;

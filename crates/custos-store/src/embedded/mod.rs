@@ -568,7 +568,7 @@ impl EmbeddedStore {
         for tenant in tenants {
             let posting = index::best_posting(q, &tenant);
             let mut found = 0usize;
-            index.postings(&posting, lo, hi, q.descending, |seq| {
+            index.postings(posting, lo, hi, q.descending, |seq| {
                 if let Some(rec) = self.shared.get(seq)?
                     && matches(q, &rec)?
                 {
