@@ -235,12 +235,7 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     let ledger = Ledger::open(store.clone(), signer.clone(), config, system_clock()).await?;
     ledger.checkpoint().await?;
     let t = Instant::now();
-    let report = verify::verify(
-        store.as_ref(),
-        &signer.verifier(),
-        &settings.origin,
-        |_| {},
-    )?;
+    let report = verify::verify(store.as_ref(), &signer.verifier(), &settings.origin, |_| {})?;
     let secs = t.elapsed().as_secs_f64();
     if let Some(failure) = &report.failure {
         anyhow::bail!("verification failed on the benchmark's own data: {failure}");

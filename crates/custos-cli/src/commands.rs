@@ -15,7 +15,7 @@ use custos_store::{EntryQuery, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::{Cli, Command, Failure, MirrorCommand, QueryArgs, datadir};
+use crate::{Cli, Command, Failure, MirrorCommand, QueryArgs, RangeArgs, datadir};
 
 /// Input that was wrong (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,14 @@ fn time_arg(name: &str, v: &Option<String>) -> anyhow::Result<Option<i128>> {
     v.as_deref()
         .map(|s| parse_rfc3339(s).map_err(|e| bad(format!("--{name}: {e}"))))
         .transpose()
+}
+
+fn range_of(a: RangeArgs) -> anyhow::Result<Range> {
+    Ok(Range {
+        tenant: a.tenant,
+        start: time_arg("start", &a.start)?,
+        end: time_arg("end", &a.end)?,
+    })
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -80,17 +88,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Query(args) => query(&dir, args, json_out).await?,
         Command::Export {
             format,
-            tenant,
-            start,
-            end,
+            range,
             output,
         } => {
             let format: Format = format.parse().map_err(bad)?;
-            let range = Range {
-                tenant,
-                start: time_arg("start", &start)?,
-                end: time_arg("end", &end)?,
-            };
+            let range = range_of(range)?;
             let ledger = datadir::open(&dir).await?;
             let origin = ledger.config().origin.clone();
             let count = match output {
@@ -114,12 +116,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             eprintln!("exported {count} entries");
             close(&ledger).await?;
         }
-        Command::Summary { tenant, start, end } => {
-            let range = Range {
-                tenant,
-                start: time_arg("start", &start)?,
-                end: time_arg("end", &end)?,
-            };
+        Command::Summary { range } => {
+            let range = range_of(range)?;
             let ledger = datadir::open(&dir).await?;
             let s = export::summary(ledger.store().as_ref(), &range)?;
             print_json(&s)?;
@@ -241,6 +239,8 @@ async fn close(ledger: &datadir::EmbeddedLedger) -> anyhow::Result<()> {
 /// Reads entries from arguments or stdin JSON Lines; validates all, then appends.
 async fn append(dir: &Path, args: Vec<String>, batch: usize, json_out: bool) -> anyhow::Result<()> {
     let mut bodies = Vec::new();
+    // Where each entry came from, to name it in errors.
+    let mut sources = Vec::new();
     let parse = |what: String, text: &str| -> anyhow::Result<EntryBody> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad(format!("{what}: not JSON: {e}")))?;
@@ -253,11 +253,15 @@ async fn append(dir: &Path, args: Vec<String>, batch: usize, json_out: bool) -> 
             if line.trim().is_empty() {
                 continue;
             }
-            bodies.push(parse(format!("stdin line {}", i + 1), &line)?);
+            let what = format!("stdin line {}", i + 1);
+            bodies.push(parse(what.clone(), &line)?);
+            sources.push(what);
         }
     } else {
         for (i, a) in args.iter().enumerate() {
-            bodies.push(parse(format!("argument {}", i + 1), a)?);
+            let what = format!("argument {}", i + 1);
+            bodies.push(parse(what.clone(), a)?);
+            sources.push(what);
         }
     }
     if bodies.is_empty() {
@@ -267,9 +271,16 @@ async fn append(dir: &Path, args: Vec<String>, batch: usize, json_out: bool) -> 
     }
     let ledger = datadir::open(dir).await?;
     // Validate everything before appending anything.
-    let prepared = ledger
-        .prepare_batch(bodies)
-        .map_err(|e| bad(e.to_string()))?;
+    let prepared = ledger.prepare_batch(bodies).map_err(|e| match e {
+        custos_ledger::LedgerError::InvalidEntry {
+            index: Some(i),
+            error,
+        } => bad(format!(
+            "{}: {error}",
+            sources.get(i).map_or("an entry", String::as_str)
+        )),
+        other => bad(other.to_string()),
+    })?;
     let mut receipts = Vec::with_capacity(prepared.len());
     let mut rest = prepared;
     while !rest.is_empty() {

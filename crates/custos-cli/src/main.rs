@@ -63,30 +63,16 @@ pub enum Command {
         /// json, jsonl, csv or cloudevents.
         #[arg(long, default_value = "jsonl")]
         format: String,
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// From this time (RFC 3339, inclusive).
-        #[arg(long)]
-        start: Option<String>,
-        /// Until this time (RFC 3339, exclusive).
-        #[arg(long)]
-        end: Option<String>,
+        #[command(flatten)]
+        range: RangeArgs,
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
     /// Counts by event type, severity, actor, resource and outcome for a period.
     Summary {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// From this time (RFC 3339, inclusive).
-        #[arg(long)]
-        start: Option<String>,
-        /// Until this time (RFC 3339, exclusive).
-        #[arg(long)]
-        end: Option<String>,
+        #[command(flatten)]
+        range: RangeArgs,
     },
     /// Print the latest signed checkpoint (issuing one if entries arrived since), or the one
     /// for a given size.
@@ -171,6 +157,20 @@ pub enum MirrorCommand {
         #[arg(long)]
         through: Option<u64>,
     },
+}
+
+/// Which entries an export or summary covers.
+#[derive(Args, Debug, Default)]
+pub struct RangeArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// From this time (RFC 3339, inclusive).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Until this time (RFC 3339, exclusive).
+    #[arg(long)]
+    pub end: Option<String>,
 }
 
 /// Query filters.

@@ -60,8 +60,6 @@ const MEMBERS: [(&str, Kind, bool); 19] = [
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
-    /// Decoded previous keys, one per object nesting level (reused buffers).
-    keys: Vec<Vec<u16>>,
 }
 
 type Check<T> = Result<T, String>;
@@ -133,6 +131,19 @@ impl<'a> Cursor<'a> {
         let body = &self.b[start..self.i];
         self.i += 1;
         Ok(body)
+    }
+
+    /// Is raw key `a` strictly before raw key `b` in UTF-16 code-unit order? Plain ASCII keys
+    /// (the usual case) compare as bytes; anything else is decoded.
+    fn key_less(a: &[u8], b: &[u8]) -> Check<bool> {
+        let plain = |k: &[u8]| k.iter().all(|&c| c.is_ascii() && c != b'\\');
+        if plain(a) && plain(b) {
+            return Ok(a < b);
+        }
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        Self::utf16(a, &mut x)?;
+        Self::utf16(b, &mut y)?;
+        Ok(x < y)
     }
 
     /// Decodes an escaped string body into UTF-16 code units (for key ordering).
@@ -242,23 +253,18 @@ impl<'a> Cursor<'a> {
             self.i += 1;
             return Ok(());
         }
-        if self.keys.len() < depth {
-            self.keys.resize_with(depth, Vec::new);
-        }
-        let mut first = true;
-        let mut current = Vec::new();
+        let mut prev: Option<&'a [u8]> = None;
         loop {
             let key = self.string()?;
-            Self::utf16(key, &mut current)?;
-            let prev = &mut self.keys[depth - 1];
-            if !first && current <= *prev {
+            if let Some(p) = prev
+                && !Self::key_less(p, key)?
+            {
                 return Err(format!(
                     "object keys not in canonical order at byte {}",
                     self.i
                 ));
             }
-            std::mem::swap(prev, &mut current);
-            first = false;
+            prev = Some(key);
             self.expect(b':')?;
             self.value(depth)?;
             match self.peek() {
@@ -317,11 +323,7 @@ fn json_number_grammar(t: &str) -> bool {
 /// Checks that `bytes` are exactly the canonical form of a ledger entry.
 pub fn check_entry(bytes: &[u8]) -> Result<EntryHead, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    let mut c = Cursor {
-        b: bytes,
-        i: 0,
-        keys: Vec::new(),
-    };
+    let mut c = Cursor { b: bytes, i: 0 };
     c.expect(b'{')?;
     let mut next_member = 0usize;
     let mut seq = None;
@@ -368,8 +370,12 @@ pub fn check_entry(bytes: &[u8]) -> Result<EntryHead, String> {
                 {
                     return Err("prev_hash is not 64 lowercase hex digits".into());
                 }
+                // Digits were checked above, so decoding cannot fail.
+                let nibble = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
                 let mut h = [0u8; 32];
-                hex::decode_to_slice(v, &mut h).map_err(|e| e.to_string())?;
+                for (byte, pair) in h.iter_mut().zip(v.chunks_exact(2)) {
+                    *byte = (nibble(pair[0]) << 4) | nibble(pair[1]);
+                }
                 prev_hash = Some(h);
             }
             Kind::Seq => {

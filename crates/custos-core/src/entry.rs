@@ -17,6 +17,29 @@ use sha2::{Digest, Sha256};
 use crate::jcs;
 use crate::merkle::Hash;
 
+/// Borrows the non-assigned fields of an [`Entry`] or an [`EntryBody`] (same field names).
+macro_rules! fields_of {
+    ($e:expr) => {
+        Fields {
+            client_ts: $e.client_ts.as_deref(),
+            tenant: &$e.tenant,
+            event_type: &$e.event_type,
+            actor: &$e.actor,
+            action: &$e.action,
+            resource: $e.resource.as_deref(),
+            target: $e.target.as_deref(),
+            outcome: $e.outcome,
+            severity: $e.severity,
+            policy_decision: $e.policy_decision.as_deref(),
+            matched_rule: $e.matched_rule.as_deref(),
+            trace_id: $e.trace_id.as_deref(),
+            session_id: $e.session_id.as_deref(),
+            request: $e.request.as_ref(),
+            data: &$e.data,
+        }
+    };
+}
+
 /// The `prev_hash` of entry 0: 64 zeros.
 pub const ZERO_HASH: Hash = [0u8; 32];
 
@@ -539,7 +562,7 @@ impl PreparedEntry {
         out.extend_from_slice(b"\",");
         out.extend_from_slice(&self.buf[c1..c2]);
         out.extend_from_slice(b"\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
+        jcs::write_u64(seq, out);
         out.push(b',');
         out.extend_from_slice(&self.buf[c2..]);
         out.extend_from_slice(b"\"ts\":");
@@ -590,23 +613,7 @@ impl Entry {
     }
 
     fn as_fields(&self) -> Fields<'_> {
-        Fields {
-            client_ts: self.client_ts.as_deref(),
-            tenant: &self.tenant,
-            event_type: &self.event_type,
-            actor: &self.actor,
-            action: &self.action,
-            resource: self.resource.as_deref(),
-            target: self.target.as_deref(),
-            outcome: self.outcome,
-            severity: self.severity,
-            policy_decision: self.policy_decision.as_deref(),
-            matched_rule: self.matched_rule.as_deref(),
-            trace_id: self.trace_id.as_deref(),
-            session_id: self.session_id.as_deref(),
-            request: self.request.as_ref(),
-            data: &self.data,
-        }
+        fields_of!(self)
     }
 
     /// The client-supplied part of this entry.
@@ -633,23 +640,7 @@ impl Entry {
 
 impl EntryBody {
     fn as_fields(&self) -> Fields<'_> {
-        Fields {
-            client_ts: self.client_ts.as_deref(),
-            tenant: &self.tenant,
-            event_type: &self.event_type,
-            actor: &self.actor,
-            action: &self.action,
-            resource: self.resource.as_deref(),
-            target: self.target.as_deref(),
-            outcome: self.outcome,
-            severity: self.severity,
-            policy_decision: self.policy_decision.as_deref(),
-            matched_rule: self.matched_rule.as_deref(),
-            trace_id: self.trace_id.as_deref(),
-            session_id: self.session_id.as_deref(),
-            request: self.request.as_ref(),
-            data: &self.data,
-        }
+        fields_of!(self)
     }
 }
 

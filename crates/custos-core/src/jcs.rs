@@ -139,6 +139,23 @@ pub fn canonicalize_str(json: &str) -> Result<Vec<u8>, String> {
     to_canonical(&value).map_err(|e| e.to_string())
 }
 
+/// Writes `n` in decimal without allocating (for integers custos itself assigns, such as
+/// `seq`, which need no I-JSON range check).
+pub fn write_u64(n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// Writes `magnitude` with a leading `-` when `negative`, after checking the I-JSON range.
 fn write_safe_integer(
     negative: bool,
@@ -152,18 +169,7 @@ fn write_safe_integer(
     if negative {
         out.push(b'-');
     }
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = magnitude;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+    write_u64(magnitude, out);
     Ok(())
 }
 

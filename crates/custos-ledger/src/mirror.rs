@@ -262,21 +262,6 @@ fn content_hash(bytes: &[u8]) -> [u8; 64] {
     hex64(&Sha256::digest(bytes).into())
 }
 
-fn push_u64(n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = n;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
 /// Appends an entry line, `\n` included, in the one form the mirror writes.
 fn push_entry_line(
     seq: u64,
@@ -287,7 +272,7 @@ fn push_entry_line(
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(b"{\"seq\":");
-    push_u64(seq, out);
+    custos_core::jcs::write_u64(seq, out);
     out.extend_from_slice(b",\"entry\":");
     out.extend_from_slice(entry);
     out.extend_from_slice(b",\"content_hash\":\"");
@@ -318,9 +303,9 @@ impl Seal {
         out.extend_from_slice(b",\"last_hash\":\"");
         out.extend_from_slice(&self.last_hash);
         out.extend_from_slice(b"\",\"last_seq\":");
-        push_u64(self.last_seq, &mut out);
+        custos_core::jcs::write_u64(self.last_seq, &mut out);
         out.extend_from_slice(b",\"lines\":");
-        push_u64(self.lines, &mut out);
+        custos_core::jcs::write_u64(self.lines, &mut out);
         out.extend_from_slice(b",\"next_file\":");
         jcs::write_string(&self.next_file, &mut out);
         out.push(b'}');
