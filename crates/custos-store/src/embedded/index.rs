@@ -154,6 +154,9 @@ impl Index {
         let db = Database::builder(dir)
             .cache_size(32 * 1024 * 1024)
             .manual_journal_persist(true)
+            // A small keyspace (meta) would otherwise pin every journal until 512 MiB, and a
+            // reopen would replay all of it.
+            .max_journaling_size(64 * 1024 * 1024)
             .open()
             .map_err(index_err)?;
         // Memory must not grow with the log: small memtables, and no filter or index blocks
@@ -208,6 +211,14 @@ impl Index {
                 .map_err(index_err)?;
         }
         Ok(index)
+    }
+
+    /// Flushes memtables so the journals can go and the next open does not replay them.
+    pub(crate) fn flush(&self) -> Result<()> {
+        for ks in [&self.postings, &self.ids, &self.meta] {
+            ks.rotate_memtable_and_wait().map_err(index_err)?;
+        }
+        Ok(())
     }
 
     /// Drops every posting; the indexer rebuilds from seq 0.
@@ -409,6 +420,9 @@ pub(crate) fn run_indexer(shared: Arc<super::Shared>) {
     };
     loop {
         if index.stop.load(Ordering::Acquire) {
+            if let Err(e) = index.flush() {
+                tracing::warn!(error = %e, "flushing the index on shutdown failed; it will be replayed");
+            }
             return;
         }
         let size = shared.size.load(Ordering::Acquire);
