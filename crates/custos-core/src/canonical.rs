@@ -184,6 +184,24 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// After a member or element: `,` (more follow) or `close` (done).
+    fn list_end(&mut self, close: u8) -> Check<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(true)
+            }
+            _ => Err(format!(
+                "expected `,` or `{}` at byte {}",
+                close as char, self.i
+            )),
+        }
+    }
+
     fn number(&mut self) -> Check<()> {
         let start = self.i;
         while let Some(c) = self.peek() {
@@ -225,13 +243,8 @@ impl<'a> Cursor<'a> {
                 }
                 loop {
                     self.value(depth + 1)?;
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(format!("expected `,` or `]` at byte {}", self.i)),
+                    if self.list_end(b']')? {
+                        return Ok(());
                     }
                 }
             }
@@ -267,13 +280,8 @@ impl<'a> Cursor<'a> {
             prev = Some(key);
             self.expect(b':')?;
             self.value(depth)?;
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(format!("expected `,` or `}}` at byte {}", self.i)),
+            if self.list_end(b'}')? {
+                return Ok(());
             }
         }
     }
@@ -406,25 +414,15 @@ pub fn check_entry(bytes: &[u8]) -> Result<EntryHead, String> {
                         allowed = &allowed[p + 1..];
                         c.expect(b':')?;
                         c.string()?;
-                        match c.peek() {
-                            Some(b',') => c.i += 1,
-                            Some(b'}') => {
-                                c.i += 1;
-                                break;
-                            }
-                            _ => return Err("malformed request object".into()),
+                        if c.list_end(b'}')? {
+                            break;
                         }
                     }
                 }
             }
         }
-        match c.peek() {
-            Some(b',') => c.i += 1,
-            Some(b'}') => {
-                c.i += 1;
-                break;
-            }
-            _ => return Err(format!("expected `,` or `}}` at byte {}", c.i)),
+        if c.list_end(b'}')? {
+            break;
         }
     }
     if let Some((name, _, _)) = MEMBERS[next_member..].iter().find(|m| m.2) {

@@ -344,52 +344,36 @@ impl Index {
                 first.copy_from_slice(&key[12..20]);
                 decode_block(u64::from_be_bytes(first), &value, &mut seqs)?;
                 let wanted = seqs.iter().copied().filter(|s| (lo..hi).contains(s));
-                if descending {
-                    for seq in wanted.rev() {
-                        if !visit(seq)? {
-                            return Ok(false);
-                        }
-                    }
-                } else {
-                    for seq in wanted {
-                        if !visit(seq)? {
-                            return Ok(false);
-                        }
-                    }
-                }
-                Ok(true)
+                in_order(wanted, descending, &mut visit)
             };
-            let iter = self.postings.range(start..end);
-            if descending {
-                for guard in iter.rev() {
-                    if !block(guard)? {
-                        return Ok(false);
-                    }
-                }
-            } else {
-                for guard in iter {
-                    if !block(guard)? {
-                        return Ok(false);
-                    }
-                }
-            }
-            Ok(true)
+            in_order(self.postings.range(start..end), descending, &mut block)
         };
-        if descending {
-            for epoch in (first_epoch..=last_epoch).rev() {
-                if !epoch_scan(epoch)? {
-                    break;
-                }
-            }
-        } else {
-            for epoch in first_epoch..=last_epoch {
-                if !epoch_scan(epoch)? {
-                    break;
-                }
-            }
-        }
+        in_order(first_epoch..=last_epoch, descending, &mut epoch_scan)?;
         Ok(())
     }
+}
+
+/// Feeds `items` to `f` forwards or backwards until `f` says stop; returns whether it ran out.
+fn in_order<T>(
+    items: impl DoubleEndedIterator<Item = T>,
+    descending: bool,
+    f: &mut impl FnMut(T) -> Result<bool>,
+) -> Result<bool> {
+    let mut step = |item| f(item);
+    if descending {
+        for item in items.rev() {
+            if !step(item)? {
+                return Ok(false);
+            }
+        }
+    } else {
+        for item in items {
+            if !step(item)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The posting that narrows `q` most for `tenant`.
