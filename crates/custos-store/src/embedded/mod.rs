@@ -732,7 +732,8 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
     };
     if let Some((no, off, why)) = &damage {
         let last = shared.segments.count() - 1;
-        if *no != last {
+        // Read-only (verification) opens anyway: the physical scan names the damage.
+        if *no != last && writable {
             return Err(StoreError::Corrupt {
                 seq: size,
                 problem: format!(
