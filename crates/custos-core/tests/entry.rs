@@ -362,3 +362,34 @@ fn non_canonical_bytes_are_refused() {
     }
     assert!(Entry::from_canonical(text.as_bytes()).is_ok());
 }
+
+proptest! {
+    /// Hostile bytes never panic any parser of outside input; they are refused or accepted.
+    #[test]
+    fn parsers_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = check_entry(&bytes);
+        let _ = Entry::from_canonical(&bytes);
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            if let Ok(b) = EntryBody::from_json(&v) {
+                let _ = PreparedEntry::new(b, &Limits::default());
+            }
+            let _ = jcs::to_canonical(&v);
+        }
+        let _ = serde_json::from_slice::<custos_core::merkle::InclusionProof>(&bytes);
+        let _ = serde_json::from_slice::<custos_core::merkle::ConsistencyProof>(&bytes);
+    }
+
+    /// Mutations of a real entry (cut, spliced, duplicated ranges) never panic either, and the
+    /// fast check still agrees with the full parse.
+    #[test]
+    fn mutated_entries_never_panic(body in body_strategy(), cut in any::<prop::sample::Index>(), len in 0usize..40, junk in prop::collection::vec(any::<u8>(), 0..8)) {
+        let prepared = PreparedEntry::new(body, &Limits::default()).expect("valid");
+        let (bytes, _) = prepared.seal(3, "01a20851-ac24-7686-976a-2b96988d7d0a", "2026-11-23T12:00:00.123456789Z", &[2; 32]);
+        let at = cut.index(bytes.len());
+        let end = (at + len).min(bytes.len());
+        let mut m = bytes[..at].to_vec();
+        m.extend_from_slice(&junk);
+        m.extend_from_slice(&bytes[end..]);
+        prop_assert_eq!(check_entry(&m).is_ok(), Entry::from_canonical(&m).is_ok(), "disagreement on {}", String::from_utf8_lossy(&m));
+    }
+}
