@@ -1239,3 +1239,48 @@ pub fn sync_from_store<S: custos_store::Store>(
     }
     Ok(written)
 }
+
+/// Keeps a mirror up to date with the ledger until `shutdown` changes, then brings it up to
+/// date once more and closes it. An I/O failure is logged and the mirror is reopened on the
+/// next tick, resuming where its files end: entries stay in the ledger, so none is lost.
+pub async fn run_mirror<S: custos_store::Store>(
+    store: std::sync::Arc<S>,
+    config: MirrorConfig,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut writer: Option<MirrorWriter> = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let store = store.clone();
+        let config = config.clone();
+        let current = writer.take();
+        let step = tokio::task::spawn_blocking(move || {
+            let mut w = match current {
+                Some(w) => w,
+                None => MirrorWriter::open(config)?,
+            };
+            let result = sync_from_store(store.as_ref(), &mut w);
+            result.map(|_| w)
+        })
+        .await;
+        match step {
+            Ok(Ok(w)) => writer = Some(w),
+            Ok(Err(e)) => tracing::error!(error = %e, "mirror sync failed; retrying"),
+            Err(e) => tracing::error!(error = %e, "mirror task failed; retrying"),
+        }
+        if stop {
+            break;
+        }
+    }
+    if let Some(w) = writer {
+        if let Err(e) = w.close() {
+            tracing::error!(error = %e, "closing the mirror failed");
+        }
+    }
+}

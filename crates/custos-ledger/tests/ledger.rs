@@ -387,3 +387,39 @@ async fn the_checkpointer_signs_new_entries_and_a_last_one_on_shutdown() {
     );
     assert_eq!(ledger.store().size().expect("size"), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_follows_the_ledger_and_verifies() {
+    use custos_ledger::mirror::{MirrorConfig, run_mirror, verify_files};
+    let dir = tempfile::tempdir().expect("tmp");
+    let ledger = ledger_in(&dir.path().join("data"), EmbeddedConfig::default()).await;
+    let mut config = MirrorConfig::new(dir.path().join("mirror"), vec![7u8; 32]);
+    config.max_file_bytes = 4096;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_mirror(
+        ledger.store().clone(),
+        config.clone(),
+        Duration::from_millis(20),
+        rx,
+    ));
+    ledger
+        .append_batch((0..30).map(body).collect())
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ledger
+        .append_batch((30..45).map(body).collect())
+        .await
+        .expect("append");
+    stop.send(true).expect("stop");
+    task.await.expect("mirror task");
+    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("mirror"))
+        .expect("mirror dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() > 1, "rotated at 4 KiB");
+    let report = verify_files(&files, &config.key, Some(44)).expect("intact and complete");
+    assert_eq!(report.entries, 45);
+    assert_eq!(report.last_seq, Some(44));
+}
