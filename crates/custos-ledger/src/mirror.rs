@@ -1278,9 +1278,9 @@ pub async fn run_mirror<S: custos_store::Store>(
             break;
         }
     }
-    if let Some(w) = writer {
-        if let Err(e) = w.close() {
-            tracing::error!(error = %e, "closing the mirror failed");
-        }
+    if let Some(w) = writer
+        && let Err(e) = w.close()
+    {
+        tracing::error!(error = %e, "closing the mirror failed");
     }
 }
