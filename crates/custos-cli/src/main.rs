@@ -266,7 +266,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 LedgerError::NotFound(_) => code::NOT_FOUND,
                 LedgerError::Overloaded { .. } => code::OVERLOADED,
                 LedgerError::Integrity(_) => code::INTEGRITY,
-                LedgerError::Store(_) | LedgerError::Signing(_) => code::FAILURE,
+                LedgerError::Store(_) | LedgerError::Signing(_) | LedgerError::Output(_) => {
+                    code::FAILURE
+                }
             };
         }
         if cause.downcast_ref::<commands::BadInput>().is_some() {
@@ -277,6 +279,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
     }
     code::FAILURE
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(
+                c.downcast_ref::<custos_ledger::LedgerError>(),
+                Some(custos_ledger::LedgerError::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe
+            )
+    })
 }
 
 fn main() -> ExitCode {
@@ -293,6 +306,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`custos export | head`) is not an error.
+        Err(f) if is_broken_pipe(&f.error) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)

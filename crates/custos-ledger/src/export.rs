@@ -112,7 +112,7 @@ fn csv_field(out: &mut Vec<u8>, value: &str) {
 }
 
 fn io_err(e: std::io::Error) -> LedgerError {
-    LedgerError::BadRequest(format!("writing the export: {e}"))
+    LedgerError::Output(e)
 }
 
 /// Writes every entry in `range` to `out` in `format`; returns how many.

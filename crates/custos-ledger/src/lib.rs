@@ -66,6 +66,9 @@ pub enum LedgerError {
     /// Signing failed.
     #[error("signing: {0}")]
     Signing(String),
+    /// Writing an export or report to its destination failed.
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
 }
 
 impl From<StoreError> for LedgerError {
