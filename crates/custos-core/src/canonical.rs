@@ -19,8 +19,8 @@ pub struct EntryHead {
     pub prev_hash: Hash,
 }
 
-/// How deep `data` may nest before the check gives up (stored entries were limited to far less).
-const MAX_DEPTH: usize = 64;
+/// How deep `data` may nest; entry validation never allows more, whatever the configuration.
+pub const MAX_DEPTH: usize = 64;
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

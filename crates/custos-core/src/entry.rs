@@ -785,7 +785,14 @@ fn validate(b: &EntryBody, limits: &Limits) -> Result<(), EntryError> {
             check_text("request.user_agent", ua, max)?;
         }
     }
-    check_depth("data", &b.data, 1, limits.max_data_depth)
+    // Verification's canonical check nests at most this deep: no configuration may write
+    // entries it could not read back.
+    check_depth(
+        "data",
+        &b.data,
+        1,
+        limits.max_data_depth.min(crate::canonical::MAX_DEPTH),
+    )
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), EntryError> {

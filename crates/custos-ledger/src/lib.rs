@@ -153,8 +153,10 @@ impl<S: Store> Ledger<S> {
             checkpoint_lock: tokio::sync::Mutex::new(()),
         };
         ledger.check_against_latest_checkpoint()?;
+        // Every tail recovery cut off — now or in a run that died before recording it — is
+        // recorded, then marked so it is recorded once.
         let recovery = ledger.store.recovery();
-        if recovery.discarded_bytes > 0 {
+        if !recovery.unrecorded.is_empty() {
             let mut body = EntryBody::new(
                 SYSTEM_TENANT,
                 "security_event",
@@ -165,13 +167,24 @@ impl<S: Store> Ledger<S> {
             body.severity = Severity::High;
             let mut data = serde_json::Map::new();
             data.insert("kind".into(), "torn_tail_discarded".into());
-            data.insert("discarded_bytes".into(), recovery.discarded_bytes.into());
             data.insert("at_seq".into(), recovery.size.into());
-            if let Some(q) = &recovery.quarantine {
-                data.insert("quarantine".into(), q.clone().into());
+            data.insert("discarded_bytes".into(), recovery.discarded_bytes.into());
+            if recovery.checkpoint_discarded_bytes > 0 {
+                data.insert(
+                    "checkpoint_log_discarded_bytes".into(),
+                    recovery.checkpoint_discarded_bytes.into(),
+                );
             }
+            let files: Vec<serde_json::Value> = recovery
+                .unrecorded
+                .iter()
+                .map(|(name, bytes)| serde_json::json!({"file": name, "bytes": bytes}))
+                .collect();
+            data.insert("quarantine".into(), files.into());
             body.data = data;
             ledger.append(body).await?;
+            let names: Vec<String> = recovery.unrecorded.iter().map(|(n, _)| n.clone()).collect();
+            ledger.store.mark_recovery_recorded(&names)?;
         }
         Ok(ledger)
     }

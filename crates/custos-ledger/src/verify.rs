@@ -143,7 +143,18 @@ impl<S: Store> Checkpoints<'_, S> {
     /// The next checkpoint as (size, root), or the failure it represents.
     fn next(&mut self) -> Result<Option<Result<(u64, Hash), Failure>>> {
         if self.buffer.is_empty() && !self.exhausted {
-            let chunk = self.store.checkpoints(self.next_index, 1024)?;
+            let chunk = match self.store.checkpoints(self.next_index, 1024) {
+                Ok(c) => c,
+                Err(StoreError::Corrupt { problem, .. }) => {
+                    return Ok(Some(Err(Failure {
+                        kind: FailureKind::ForgedCheckpoint,
+                        seq: None,
+                        checkpoint_size: None,
+                        message: format!("the checkpoint log is damaged: {problem}"),
+                    })));
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.next_index += chunk.len() as u64;
             self.exhausted = chunk.len() < 1024;
             self.buffer.extend(chunk);
@@ -203,7 +214,7 @@ enum Item {
 
 /// Scans the store in physical order, checks each record and reads the stored leaves for it,
 /// until the end, a damaged record, or the receiver hanging up.
-fn read_ahead<S: Store>(store: &S, tx: std::sync::mpsc::SyncSender<Item>) {
+fn read_ahead<S: Store>(store: &S, trusted: u64, tx: std::sync::mpsc::SyncSender<Item>) {
     let mut cursor = None;
     let mut pos = 0u64;
     loop {
@@ -222,10 +233,12 @@ fn read_ahead<S: Store>(store: &S, tx: std::sync::mpsc::SyncSender<Item>) {
             return;
         }
         let n = chunk.records.len() as u64;
-        // A tree shorter than the log yields the leaves it has; the gap is reported later.
-        let leaves = match store.leaf_hashes(pos, pos + n) {
+        // Stored leaves are compared only where the store vouches for its tree. A tree shorter
+        // than that yields the leaves it has; the gap is reported later.
+        let want = (pos + n).min(trusted.max(pos));
+        let leaves = match store.leaf_hashes(pos, want) {
             Ok(l) => l,
-            Err(StoreError::Corrupt { seq: stored, .. }) if stored >= pos && stored < pos + n => {
+            Err(StoreError::Corrupt { seq: stored, .. }) if stored >= pos && stored < want => {
                 match store.leaf_hashes(pos, stored) {
                     Ok(l) => l,
                     Err(e) => {
@@ -303,9 +316,12 @@ pub fn verify<S: Store>(
     }
     // Reading, canonical checks and leaf hashing of the next chunk run on other threads while
     // this one walks the chain and the tree through the current chunk.
+    let trusted = store.tree_trusted_size()?;
+    // Interior nodes completed in the current chunk, per level: (first index, hashes).
+    let mut nodes: Vec<(u64, Vec<Hash>)> = vec![(0, Vec::new()); 64];
     let outcome = std::thread::scope(|scope| -> Result<Option<Failure>> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(2);
-        scope.spawn(move || read_ahead(store, tx));
+        scope.spawn(move || read_ahead(store, trusted, tx));
         for item in rx {
             let (records, checked, leaves) = match item {
                 Item::Chunk {
@@ -343,6 +359,7 @@ pub fn verify<S: Store>(
                 }
                 match leaves.get(i) {
                     Some(stored) if *stored == c.leaf => {}
+                    None if pos >= trusted => {}
                     Some(_) => {
                         let f = fail(
                             FailureKind::ChangedEntry,
@@ -376,7 +393,15 @@ pub fn verify<S: Store>(
                     }
                 }
                 prev = c.leaf;
-                frontier.push(c.leaf, |_, _, _| {});
+                frontier.push(c.leaf, |level, index, hash| {
+                    if level > 0 && (index + 1) << level <= trusted {
+                        let slot = &mut nodes[level as usize];
+                        if slot.1.is_empty() {
+                            slot.0 = index;
+                        }
+                        slot.1.push(*hash);
+                    }
+                });
                 pos += 1;
                 while let Some(Ok((size, root))) = &pending {
                     if *size != pos {
@@ -390,6 +415,30 @@ pub fn verify<S: Store>(
                 if let Some(Err(f)) = &pending {
                     return Ok(Some(f.clone()));
                 }
+            }
+            // Every interior node the entries imply must be the one the store keeps.
+            for (level, (first, hashes)) in nodes.iter_mut().enumerate() {
+                if hashes.is_empty() {
+                    continue;
+                }
+                let stored = store
+                    .tree_nodes(level as u8, *first, *first + hashes.len() as u64)
+                    .unwrap_or_default();
+                if let Some(k) = (0..hashes.len()).find(|&k| stored.get(k) != Some(&hashes[k])) {
+                    let index = *first + k as u64;
+                    let f = fail(
+                        FailureKind::TreeMismatch,
+                        index << level,
+                        format!(
+                            "the stored tree node at level {level}, index {index} (over seqs {}..{}) \
+                             differs from the one the entries imply",
+                            index << level,
+                            ((index + 1) << level) - 1
+                        ),
+                    );
+                    return Ok(Some(f));
+                }
+                hashes.clear();
             }
             progress(pos);
         }
@@ -416,7 +465,8 @@ pub fn verify<S: Store>(
         None => {}
     }
     // The stored interior nodes must agree with the recomputed tree.
-    match store.root(pos) {
+    match store.root(pos.min(trusted)) {
+        Ok(_) if pos > trusted => {}
         Ok(root) if root == frontier.root() => {}
         Ok(_) => {
             let f = Failure {

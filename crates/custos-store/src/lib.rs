@@ -65,6 +65,8 @@ pub struct RawRecord {
 pub struct ScanCursor {
     pub(crate) segment: u64,
     pub(crate) offset: u64,
+    /// Records before this point (the seq expected next in an intact log).
+    pub(crate) position: u64,
 }
 
 /// One chunk of a physical scan.
@@ -147,6 +149,12 @@ pub struct RecoveryReport {
     pub quarantine: Option<String>,
     /// Entries whose derived data (offsets, tree) were recomputed from the log.
     pub rebuilt_entries: u64,
+    /// Bytes of a damaged or torn tail cut off the checkpoint log (kept in a quarantine file).
+    pub checkpoint_discarded_bytes: u64,
+    /// Quarantined tails (this open's or an earlier one's) that no ledger entry records yet:
+    /// (file name, bytes). The ledger records them, then calls
+    /// [`Store::mark_recovery_recorded`].
+    pub unrecorded: Vec<(String, u64)>,
 }
 
 /// The one error type of every backend.
@@ -217,6 +225,10 @@ pub trait Store: Send + Sync + 'static {
     /// Durable entries in the log (the tree size).
     fn size(&self) -> Result<u64>;
 
+    /// Notes that the quarantined tails named (from [`RecoveryReport::unrecorded`]) are now
+    /// recorded in the ledger, so later opens do not report them again.
+    fn mark_recovery_recorded(&self, files: &[String]) -> Result<()>;
+
     /// What opening the store found and repaired (the ledger records a discarded tail).
     fn recovery(&self) -> RecoveryReport;
 
@@ -234,7 +246,17 @@ pub trait Store: Send + Sync + 'static {
     fn scan(&self, cursor: Option<ScanCursor>, max: usize) -> Result<ScanChunk>;
 
     /// Stored leaf hashes `[from, to)`.
-    fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>>;
+    fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        self.tree_nodes(0, from, to)
+    }
+
+    /// Stored hashes of the complete subtrees `[from, to)` at `level` (level 0 = leaves).
+    fn tree_nodes(&self, level: u8, from: u64, to: u64) -> Result<Vec<Hash>>;
+
+    /// How many leading entries the stored tree is vouched for. Equal to the size, except for
+    /// a store opened read-only after a crash, whose tree past this point recovery would
+    /// recompute (verification recomputes it instead of comparing).
+    fn tree_trusted_size(&self) -> Result<u64>;
 
     /// Merkle tree hash of the first `size` entries.
     fn root(&self, size: u64) -> Result<Hash>;

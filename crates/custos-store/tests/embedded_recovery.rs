@@ -160,7 +160,7 @@ async fn damage_before_the_last_segment_is_refused_not_repaired() {
         .collect();
     match EmbeddedStore::open(dir.path(), small_segments()) {
         Err(StoreError::Corrupt { problem, .. }) => {
-            assert!(problem.contains("not the last"), "{problem}")
+            assert!(problem.contains("not in the last segment"), "{problem}")
         }
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a damaged middle segment must not be opened for writing"),

@@ -24,6 +24,10 @@ struct State {
     log_len: u64,
     count: u64,
     latest: Option<StoredCheckpoint>,
+    /// Read-only: index entries found past the index file (not written back).
+    unindexed: Vec<(u64, u64)>,
+    /// Read-only: the log ends in bytes that are not a valid record.
+    tail_damage: Option<String>,
 }
 
 /// The checkpoint log and its index.
@@ -33,6 +37,7 @@ pub(crate) struct Checkpoints {
     index: File,
     log_path: PathBuf,
     state: Mutex<State>,
+    discarded: std::sync::atomic::AtomicU64,
 }
 
 impl Checkpoints {
@@ -67,29 +72,52 @@ impl Checkpoints {
                 log_len,
                 count: index_len / 16,
                 latest: None,
+                unindexed: Vec::new(),
+                tail_damage: None,
             }),
+            discarded: std::sync::atomic::AtomicU64::new(0),
         };
         cps.recover(writable)?;
         Ok(cps)
     }
 
-    /// Trusts the index as far as it points at valid records, then indexes whatever valid
-    /// records follow and cuts off a torn tail.
+    /// Bytes of a damaged or torn tail that opening cut off (kept in a quarantine file).
+    pub(crate) fn discarded(&self) -> u64 {
+        self.discarded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Trusts the index as far as its entries point at valid records of the sizes they claim,
+    /// in increasing order; indexes whatever valid records follow; and cuts off (into a
+    /// quarantine file, and reported) whatever is left, which a crash while writing leaves.
+    /// Read-only, it changes nothing and reports such a tail as damage.
     fn recover(&self, writable: bool) -> Result<()> {
         let mut st = self.lock()?;
         let file_len = st.log_len;
         let mut count = st.count;
         let mut end = 0u64;
         while count > 0 {
-            let (_, offset) = self.index_entry(count - 1)?;
-            if let Ok(Some((_, len))) = self.read_record(offset, file_len) {
+            let (size, offset) = self.index_entry_in_file(count - 1)?;
+            let grows = count == 1 || self.index_entry_in_file(count - 2)?.0 < size;
+            if let Ok(Some((cp, len))) = self.read_record(offset, file_len)
+                && cp.size == size
+                && grows
+            {
                 end = offset + len;
                 break;
             }
             count -= 1;
         }
         let mut appended = Vec::new();
+        let mut last_size = if count > 0 {
+            Some(self.index_entry_in_file(count - 1)?.0)
+        } else {
+            None
+        };
         while let Ok(Some((cp, len))) = self.read_record(end, file_len) {
+            if last_size.is_some_and(|l| cp.size <= l) {
+                break;
+            }
+            last_size = Some(cp.size);
             appended.push((cp.size, end));
             end += len;
         }
@@ -102,28 +130,76 @@ impl Checkpoints {
                 count += 1;
             }
             if end < file_len {
+                let mut tail = vec![0u8; (file_len - end) as usize];
+                self.log
+                    .read_exact_at(&mut tail, end)
+                    .map_err(StoreError::io("reading the checkpoint log tail"))?;
+                // Beside the segments' quarantine, so one listing finds every discarded tail.
+                let qdir = self
+                    .log_path
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|d| d.join("quarantine"))
+                    .ok_or_else(|| StoreError::Invalid("checkpoint log has no parent".into()))?;
+                std::fs::create_dir_all(&qdir).map_err(StoreError::io("creating quarantine/"))?;
+                let qpath = qdir.join(format!("checkpoints-log-at-{end}.bin"));
+                std::fs::write(&qpath, &tail)
+                    .map_err(StoreError::io("writing the checkpoint quarantine file"))?;
+                File::open(&qpath)
+                    .and_then(|f| f.sync_all())
+                    .map_err(StoreError::io("syncing the checkpoint quarantine file"))?;
+                super::sync_dir(&qdir)?;
+                tracing::warn!(bytes = tail.len(), file = %qpath.display(),
+                    "cut a damaged or torn tail off the checkpoint log");
                 self.log
                     .set_len(end)
                     .map_err(StoreError::io("truncating torn checkpoint log tail"))?;
                 self.log
                     .sync_all()
                     .map_err(StoreError::io("syncing checkpoint log"))?;
+                self.discarded
+                    .store(tail.len() as u64, std::sync::atomic::Ordering::Release);
             }
             self.index
                 .sync_all()
                 .map_err(StoreError::io("syncing checkpoint index"))?;
+            if let Some(dir) = self.log_path.parent() {
+                super::sync_dir(dir)?;
+            }
         } else {
             count += appended.len() as u64;
+            st.unindexed = appended;
+            if end < file_len {
+                st.tail_damage = Some(format!(
+                    "the checkpoint log ends in {} bytes that are not a valid checkpoint \
+                     (a crash while writing leaves this; opening the ledger for writing \
+                     quarantines and records it)",
+                    file_len - end
+                ));
+            }
         }
         st.count = count;
         st.log_len = end;
         st.latest = if count > 0 {
-            let (_, offset) = self.index_entry(count - 1)?;
+            let (_, offset) = self.entry(&st, count - 1)?;
             self.read_record(offset, end)?.map(|(cp, _)| cp)
         } else {
             None
         };
         Ok(())
+    }
+
+    /// Index entry `i`, from the file or (read-only) from what recovery found past it.
+    fn entry(&self, st: &State, i: u64) -> Result<(u64, u64)> {
+        let in_file = st.count - st.unindexed.len() as u64;
+        match i.checked_sub(in_file) {
+            Some(k) => st
+                .unindexed
+                .get(k as usize)
+                .copied()
+                .ok_or_else(|| StoreError::Invalid(format!("no checkpoint #{i}"))),
+            None => self.index_entry_in_file(i),
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
@@ -132,7 +208,7 @@ impl Checkpoints {
             .map_err(|_| StoreError::Unavailable("checkpoint lock poisoned".into()))
     }
 
-    fn index_entry(&self, i: u64) -> Result<(u64, u64)> {
+    fn index_entry_in_file(&self, i: u64) -> Result<(u64, u64)> {
         let mut b = [0u8; 16];
         self.index
             .read_exact_at(&mut b, i * 16)
@@ -250,9 +326,9 @@ impl Checkpoints {
         Ok(self.lock()?.count)
     }
 
-    fn nth(&self, i: u64, log_len: u64) -> Result<StoredCheckpoint> {
-        let (_, offset) = self.index_entry(i)?;
-        self.read_record(offset, log_len)?
+    fn nth(&self, st: &State, i: u64) -> Result<StoredCheckpoint> {
+        let (_, offset) = self.entry(st, i)?;
+        self.read_record(offset, st.log_len)?
             .map(|(cp, _)| cp)
             .ok_or_else(|| StoreError::Corrupt {
                 seq: i,
@@ -261,29 +337,35 @@ impl Checkpoints {
     }
 
     pub(crate) fn for_size(&self, size: u64) -> Result<Option<StoredCheckpoint>> {
-        let (count, log_len) = {
-            let st = self.lock()?;
-            (st.count, st.log_len)
-        };
-        let (mut lo, mut hi) = (0u64, count);
+        let st = self.lock()?;
+        let (mut lo, mut hi) = (0u64, st.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let (s, _) = self.index_entry(mid)?;
+            let (s, _) = self.entry(&st, mid)?;
             match s.cmp(&size) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return self.nth(mid, log_len).map(Some),
+                std::cmp::Ordering::Equal => return self.nth(&st, mid).map(Some),
             }
         }
         Ok(None)
     }
 
     pub(crate) fn list(&self, from: u64, max: usize) -> Result<Vec<StoredCheckpoint>> {
-        let (count, log_len) = {
-            let st = self.lock()?;
-            (st.count, st.log_len)
-        };
-        let to = count.min(from.saturating_add(max as u64));
-        (from..to).map(|i| self.nth(i, log_len)).collect()
+        let st = self.lock()?;
+        let to = st.count.min(from.saturating_add(max as u64));
+        let list = (from..to)
+            .map(|i| self.nth(&st, i))
+            .collect::<Result<Vec<_>>>()?;
+        if to == st.count
+            && list.len() < max
+            && let Some(problem) = &st.tail_damage
+        {
+            return Err(StoreError::Corrupt {
+                seq: to,
+                problem: problem.clone(),
+            });
+        }
+        Ok(list)
     }
 }

@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     sync_lock: Mutex<()>,
     indexer_thread: Mutex<Option<std::thread::Thread>>,
     writable: bool,
+    /// `tree/synced` as found at open.
+    synced_at_open: u64,
 }
 
 impl Shared {
@@ -244,7 +246,10 @@ impl Shared {
                 .map_err(StoreError::io(format!("reading {}", seg.path.display())))?;
             for (k, &(_, off)) in offs.iter().enumerate().take(j + 1).skip(i) {
                 let seq = from + k as u64;
-                let rel = (off - start) as usize;
+                let rel = off.checked_sub(start).ok_or_else(|| StoreError::Corrupt {
+                    seq,
+                    problem: "offsets are not increasing".into(),
+                })? as usize;
                 match buf.get(rel..).map(segments::decode) {
                     Some(Ok((found, payload, _))) if found == seq => out.push(RawRecord {
                         seq,
@@ -378,6 +383,7 @@ impl EmbeddedStore {
                 std::fs::create_dir_all(d)
                     .map_err(StoreError::io(format!("creating {}", d.display())))?;
             }
+            sync_dir(dir)?;
         } else if !log_dir.is_dir() {
             return Err(StoreError::Invalid(format!(
                 "{} holds no custos store (no log/ directory)",
@@ -433,8 +439,13 @@ impl EmbeddedStore {
             sync_lock: Mutex::new(()),
             indexer_thread: Mutex::new(None),
             writable,
+            synced_at_open: read_synced(&tree_dir),
         };
-        let (recovery, tail) = recover(&shared, dir, writable)?;
+        let (mut recovery, tail) = recover(&shared, dir, writable)?;
+        recovery.checkpoint_discarded_bytes = shared.checkpoints.discarded();
+        if writable {
+            recovery.unrecorded = unrecorded_quarantine(&dir.join("quarantine"))?;
+        }
         shared.size.store(recovery.size, Ordering::Release);
         let mut shared = shared;
         if writable && config.index {
@@ -567,6 +578,12 @@ impl EmbeddedStore {
         let mut out = Vec::new();
         for tenant in tenants {
             let posting = index::best_posting(q, &tenant);
+            // Hashed postings of two tenants may collide: each scan keeps only its tenant.
+            let per_tenant = EntryQuery {
+                tenant: Some(tenant.clone()),
+                ..q.clone()
+            };
+            let q = &per_tenant;
             let mut found = 0usize;
             index.postings(posting, lo, hi, q.descending, |seq| {
                 if let Some(rec) = self.shared.get(seq)?
@@ -642,6 +659,9 @@ struct Tail {
 /// derived data past the last synced point. Read-only: finds the end, changes nothing.
 fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryReport, Tail)> {
     let mut synced = read_synced(&shared.tree_dir);
+    // Entries below this are known durable (acknowledged): derived files were synced for them,
+    // or a checkpoint covers them. Recovery never cuts below it.
+    let durable_floor = synced.max(shared.checkpoints.latest()?.map_or(0, |cp| cp.size));
     let offsets_len = shared
         .offsets
         .metadata()
@@ -655,6 +675,7 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
     let mut cursor = ScanCursor {
         segment: 0,
         offset: 0,
+        position: 0,
     };
     if synced > 0 {
         let trusted = shared.offset_of(synced - 1).ok().and_then(|(no, off)| {
@@ -663,6 +684,7 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
                 Ok((seq, bytes)) if seq == synced - 1 => Some(ScanCursor {
                     segment: no,
                     offset: off + (HEADER + bytes.len()) as u64,
+                    position: synced,
                 }),
                 _ => None,
             }
@@ -681,11 +703,26 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
     let mut expected = synced;
     let mut found: Vec<(u64, Hash)> = Vec::new();
     let mut last_payload_ts: Option<i128> = None;
-    let mut damage: Option<(u64, u64, String)> = None;
+    // (segment, offset, what, could a crash mid-write have left it?)
+    let mut damage: Option<(u64, u64, String, bool)> = None;
     'segments: loop {
         let Some(seg) = shared.segments.get(cursor.segment) else {
             break;
         };
+        if cursor.offset == 0 && seg.first_seq != expected {
+            damage = Some((
+                cursor.segment,
+                0,
+                format!(
+                    "segment {} is named for seq {} but the log before it ends at seq {expected}: \
+                     a segment is missing or misnamed",
+                    seg.path.display(),
+                    seg.first_seq
+                ),
+                false,
+            ));
+            break;
+        }
         let seg_len = seg.len()?;
         while cursor.offset < seg_len {
             match seg.read_at(cursor.offset)? {
@@ -698,11 +735,13 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
                     cursor.offset += (HEADER + bytes.len()) as u64;
                     expected += 1;
                 }
+                // The checksum covers the seq, so a torn write cannot produce this.
                 Ok((seq, _)) => {
                     damage = Some((
                         cursor.segment,
                         cursor.offset,
                         format!("found seq {seq} where seq {expected} belongs"),
+                        false,
                     ));
                     break 'segments;
                 }
@@ -711,7 +750,7 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
                         Damage::Short => "torn record".to_owned(),
                         other => other.describe(),
                     };
-                    damage = Some((cursor.segment, cursor.offset, why));
+                    damage = Some((cursor.segment, cursor.offset, why, true));
                     break 'segments;
                 }
             }
@@ -722,6 +761,7 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
         cursor = ScanCursor {
             segment: cursor.segment + 1,
             offset: 0,
+            position: expected,
         };
     }
     let size = expected;
@@ -730,15 +770,27 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
         rebuilt_entries: found.len() as u64,
         ..RecoveryReport::default()
     };
-    if let Some((no, off, why)) = &damage {
+    if let Some((no, off, why, may_be_torn)) = &damage {
         let last = shared.segments.count() - 1;
-        // Read-only (verification) opens anyway: the physical scan names the damage.
-        if *no != last && writable {
+        // Only the unacknowledged end of the last segment can be a torn write; anything else is
+        // damage for `custos verify` to name, and is never cut. Read-only opens anyway.
+        let refusal = if !may_be_torn {
+            Some("this is not what a crash leaves")
+        } else if *no != last {
+            Some("it is not in the last segment")
+        } else if size < durable_floor {
+            Some("entries there were already durable (synced or checkpointed)")
+        } else if writable && valid_record_follows(shared, *no, *off, size)? {
+            Some("intact records follow it")
+        } else {
+            None
+        };
+        if let (Some(reason), true) = (refusal, writable) {
             return Err(StoreError::Corrupt {
                 seq: size,
                 problem: format!(
-                    "{why} in segment #{no}, which is not the last one; \
-                     this is damage, not a torn write: run `custos verify`"
+                    "{why} in segment #{no} at byte {off}; {reason}, so it is damage, \
+                     not a torn write: refusing to open for writing — run `custos verify`"
                 ),
             });
         }
@@ -847,6 +899,60 @@ fn recover(shared: &Shared, dir: &Path, writable: bool) -> Result<(RecoveryRepor
     ))
 }
 
+/// Quarantine files with no `.recorded` marker beside them: (name, bytes).
+fn unrecorded_quarantine(qdir: &Path) -> Result<Vec<(String, u64)>> {
+    let Ok(entries) = std::fs::read_dir(qdir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("listing quarantine/"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".bin") || qdir.join(format!("{name}.recorded")).exists() {
+            continue;
+        }
+        let bytes = entry
+            .metadata()
+            .map_err(StoreError::io("reading a quarantine file"))?
+            .len();
+        out.push((name, bytes));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Does a valid record of a later seq stand anywhere after `offset` in segment `no`? Then the
+/// bad bytes at `offset` are damage, not the torn end of the last write. Looks at most 64 MiB
+/// ahead; a longer tail counts as followed (refusing is the safe side).
+fn valid_record_follows(shared: &Shared, no: u64, offset: u64, expected: u64) -> Result<bool> {
+    const LOOK: u64 = 64 * 1024 * 1024;
+    let Some(seg) = shared.segments.get(no) else {
+        return Ok(false);
+    };
+    let len = seg.len()?;
+    let start = offset + 1;
+    if len <= start {
+        return Ok(false);
+    }
+    if len - start > LOOK {
+        return Ok(true);
+    }
+    let mut buf = vec![0u8; (len - start) as usize];
+    seg.file
+        .read_exact_at(&mut buf, start)
+        .map_err(StoreError::io("reading the damaged tail"))?;
+    for p in 0..buf.len().saturating_sub(HEADER - 1) {
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&buf[p + 8..p + 16]);
+        let seq = u64::from_le_bytes(seq);
+        // Only a plausible seq is worth a checksum.
+        if seq >= expected && seq - expected < 1 << 24 && segments::decode(&buf[p..]).is_ok() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn proof_err(e: merkle::ProofError<StoreError>) -> StoreError {
     match e {
         merkle::ProofError::Read(e) => e,
@@ -886,6 +992,22 @@ impl Store for EmbeddedStore {
         self.recovery.clone()
     }
 
+    fn mark_recovery_recorded(&self, files: &[String]) -> Result<()> {
+        let qdir = self.shared.log_dir.with_file_name("quarantine");
+        for name in files {
+            if name.contains('/') || name.starts_with('.') {
+                return Err(StoreError::Invalid(format!(
+                    "`{name}` is not a quarantine file"
+                )));
+            }
+            let marker = qdir.join(format!("{name}.recorded"));
+            File::create(&marker)
+                .and_then(|f| f.sync_all())
+                .map_err(StoreError::io(format!("writing {}", marker.display())))?;
+        }
+        sync_dir(&qdir)
+    }
+
     fn get(&self, seq: u64) -> Result<Option<RawRecord>> {
         self.shared.get(seq)
     }
@@ -897,10 +1019,12 @@ impl Store for EmbeddedStore {
         let canonical = uuid.hyphenated().to_string();
         let mut from = 0;
         if let Some(index) = &self.shared.index {
+            // The watermark first: an id indexed after this load is then still in the tail.
+            let watermark = index.watermark.load(Ordering::Acquire);
             if let Some(seq) = index.seq_of_id(&uuid)? {
                 return Ok(Some(seq));
             }
-            from = index.watermark.load(Ordering::Acquire);
+            from = watermark;
         }
         // Not indexed (yet): look in the unindexed tail.
         let size = self.size()?;
@@ -931,19 +1055,27 @@ impl Store for EmbeddedStore {
         } else {
             u64::MAX
         };
-        // The expected seq only names damage; verification checks order itself.
-        self.shared.segments.scan(cursor, max, 0, limit)
+        self.shared.segments.scan(cursor, max, limit)
     }
 
-    fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
-        let stored = self.shared.levels.len(0)?;
+    fn tree_nodes(&self, level: u8, from: u64, to: u64) -> Result<Vec<Hash>> {
+        let stored = self.shared.levels.len(level)?;
         if to > stored {
             return Err(StoreError::Corrupt {
-                seq: stored,
-                problem: format!("the tree holds {stored} leaf hashes, fewer than {to}"),
+                seq: stored << level,
+                problem: format!("tree level {level} holds {stored} hashes, fewer than {to}"),
             });
         }
-        self.shared.levels.read_many(0, from, to)
+        self.shared.levels.read_many(level, from, to)
+    }
+
+    fn tree_trusted_size(&self) -> Result<u64> {
+        let size = self.size()?;
+        Ok(if self.shared.writable {
+            size
+        } else {
+            self.shared.synced_at_open.min(size)
+        })
     }
 
     fn root(&self, size: u64) -> Result<Hash> {

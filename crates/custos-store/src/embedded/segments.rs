@@ -15,6 +15,9 @@ pub(crate) const HEADER: usize = 16;
 pub(crate) const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 /// How much a physical scan reads at once.
 const SCAN_CHUNK: usize = 4 * 1024 * 1024;
+/// A scan returns at most this many payload bytes, whatever the record count asked for, so
+/// callers' memory stays bounded with large entries.
+const SCAN_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// Checksum of a record.
 pub(crate) fn record_crc(seq: u64, payload: &[u8]) -> u32 {
@@ -69,6 +72,8 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(u64, std::ops::Range<usize>, usize),
 /// One segment file, opened for positioned reads.
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// The seq its file name says its first record has.
+    pub(crate) first_seq: u64,
     pub(crate) path: PathBuf,
     pub(crate) file: File,
 }
@@ -157,13 +162,17 @@ impl Segments {
         }
         found.sort();
         let mut list = Vec::with_capacity(found.len());
-        for (_, path) in found {
+        for (first_seq, path) in found {
             let file = OpenOptions::new()
                 .read(true)
                 .write(writable)
                 .open(&path)
                 .map_err(StoreError::io(format!("opening {}", path.display())))?;
-            list.push(Arc::new(Segment { path, file }));
+            list.push(Arc::new(Segment {
+                first_seq,
+                path,
+                file,
+            }));
         }
         Ok(Segments {
             list: RwLock::new(list),
@@ -208,7 +217,11 @@ impl Segments {
             .open(&path)
             .map_err(StoreError::io(format!("creating {}", path.display())))?;
         super::sync_dir(dir)?;
-        Ok(self.push(Segment { path, file }))
+        Ok(self.push(Segment {
+            first_seq,
+            path,
+            file,
+        }))
     }
 
     /// Reads records in physical order from `cursor`, at most `max`, stopping before any
@@ -218,15 +231,16 @@ impl Segments {
         &self,
         cursor: Option<ScanCursor>,
         max: usize,
-        expected_seq: u64,
         limit_seq: u64,
     ) -> Result<ScanChunk> {
         let mut cursor = cursor.unwrap_or(ScanCursor {
             segment: 0,
             offset: 0,
+            position: 0,
         });
         let mut records = Vec::new();
-        let mut expected = expected_seq;
+        let mut bytes_out = 0usize;
+        let mut expected = cursor.position;
         loop {
             let Some(seg) = self.get(cursor.segment) else {
                 return Ok(ScanChunk {
@@ -240,6 +254,7 @@ impl Segments {
                     cursor = ScanCursor {
                         segment: cursor.segment + 1,
                         offset: 0,
+                        position: expected,
                     };
                     continue;
                 }
@@ -248,7 +263,8 @@ impl Segments {
                     next: None,
                 });
             }
-            if records.len() >= max {
+            if records.len() >= max || bytes_out >= SCAN_MAX_BYTES {
+                cursor.position = expected;
                 return Ok(ScanChunk {
                     records,
                     next: Some(cursor),
@@ -260,7 +276,7 @@ impl Segments {
                 .read_exact_at(&mut buf, cursor.offset)
                 .map_err(StoreError::io(format!("reading {}", seg.path.display())))?;
             let mut pos = 0usize;
-            while pos < buf.len() && records.len() < max {
+            while pos < buf.len() && records.len() < max && bytes_out < SCAN_MAX_BYTES {
                 match decode(&buf[pos..]) {
                     Ok((seq, payload, total)) => {
                         if seq >= limit_seq && seq >= expected {
@@ -269,6 +285,7 @@ impl Segments {
                                 next: None,
                             });
                         }
+                        bytes_out += payload.len();
                         records.push(RawRecord {
                             seq,
                             bytes: buf[pos + payload.start..pos + payload.end].to_vec(),
@@ -294,10 +311,18 @@ impl Segments {
                             }
                         }
                     }
+                    // Past the published end, a half-written group is not damage: it is the end.
+                    Err(_) if expected >= limit_seq => {
+                        return Ok(ScanChunk {
+                            records,
+                            next: None,
+                        });
+                    }
                     Err(damage) => {
                         if !records.is_empty() {
                             // Hand back what is good; the next call reports the damage.
                             cursor.offset += pos as u64;
+                            cursor.position = expected;
                             return Ok(ScanChunk {
                                 records,
                                 next: Some(cursor),
