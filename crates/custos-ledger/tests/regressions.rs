@@ -2,7 +2,7 @@
 //! verification must neither miss tampering nor cry wolf after an ordinary crash.
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use custos_core::note::Signer;
 use custos_ledger::verify::{FailureKind, Report, verify};
 use custos_ledger::{Ledger, LedgerConfig};
 use custos_store::embedded::{EmbeddedConfig, EmbeddedStore};
+use custos_store::testsuite::segment_files;
 use custos_store::{Store, StoreError, system_clock};
 
 const ORIGIN: &str = "review.test/log";
@@ -47,19 +48,6 @@ async fn ledger_in(dir: &Path, cfg: EmbeddedConfig) -> Ledger<EmbeddedStore> {
 fn verify_ro(dir: &Path) -> Report {
     let store = EmbeddedStore::open_read_only(dir).expect("read-only open");
     verify(&store, &signer().verifier(), ORIGIN, |_| {}).expect("verification runs")
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("log"))
-        .expect("log")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn flip_byte(path: &Path, at: u64) {
@@ -112,7 +100,7 @@ async fn a_flipped_byte_before_intact_records_is_refused_not_cut() {
         }
         ledger.store().close().await.expect("close");
     }
-    let seg = &segments(dir.path())[0];
+    let seg = &segment_files(dir.path())[0];
     let rec3 = {
         let store = EmbeddedStore::open_read_only(dir.path()).expect("ro");
         store.get(3).expect("get").expect("entry 3")
@@ -148,7 +136,7 @@ async fn a_missing_segment_is_refused_and_named() {
         }
         ledger.store().close().await.expect("close");
     }
-    let segs = segments(dir.path());
+    let segs = segment_files(dir.path());
     assert!(segs.len() >= 3);
     let last = segs.last().expect("last").clone();
     let last_len = std::fs::metadata(&last).expect("meta").len();

@@ -53,6 +53,21 @@ pub fn body(i: u64) -> EntryBody {
     b
 }
 
+/// The segment files of an embedded store's data directory, oldest first (for tests that
+/// damage them on purpose).
+pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("log"))
+        .expect("log directory")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Prepares [`body`]`(i)`.
 pub fn prepared(i: u64) -> PreparedEntry {
     match PreparedEntry::new(body(i), &Limits::default()) {

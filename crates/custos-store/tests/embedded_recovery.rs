@@ -3,7 +3,7 @@
 
 use custos_core::merkle;
 use custos_store::embedded::{EmbeddedConfig, EmbeddedStore};
-use custos_store::testsuite::prepared;
+use custos_store::testsuite::{prepared, segment_files};
 use custos_store::{EntryQuery, Store, StoreError};
 
 fn small_segments() -> EmbeddedConfig {
@@ -37,19 +37,6 @@ async fn fill(store: &EmbeddedStore, from: u64, n: u64) {
     }
 }
 
-fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("log"))
-        .expect("log")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_derived_files_are_rebuilt_from_the_segments() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -57,7 +44,7 @@ async fn lost_derived_files_are_rebuilt_from_the_segments() {
         let store = EmbeddedStore::open(dir.path(), small_segments()).expect("open");
         fill(&store, 0, 300).await;
         assert!(
-            segments(dir.path()).len() > 5,
+            segment_files(dir.path()).len() > 5,
             "the test needs several segments"
         );
         store.wait_indexed().await.expect("index");
@@ -119,7 +106,7 @@ async fn a_torn_tail_is_cut_into_quarantine_and_the_log_goes_on() {
         fill(&store, 0, 100).await;
         store.close().await.expect("close");
     }
-    let last = segments(dir.path()).pop().expect("segment");
+    let last = segment_files(dir.path()).pop().expect("segment");
     let len_before = std::fs::metadata(&last).expect("meta").len();
     // A record header promising more bytes than were written, as a crash mid-write leaves.
     let mut torn = 500u32.to_le_bytes().to_vec();
@@ -150,7 +137,7 @@ async fn damage_before_the_last_segment_is_refused_not_repaired() {
     }
     // Lose the synced marker so recovery rescans from the start, then damage segment 1.
     std::fs::remove_file(dir.path().join("tree/synced")).expect("rm synced");
-    let segs = segments(dir.path());
+    let segs = segment_files(dir.path());
     let mut bytes = std::fs::read(&segs[1]).expect("read");
     bytes[40] ^= 0xff;
     std::fs::write(&segs[1], &bytes).expect("write");
