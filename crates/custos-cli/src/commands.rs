@@ -15,7 +15,7 @@ use custos_store::{EntryQuery, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::{Cli, Command, Failure, MirrorCommand, QueryArgs, RangeArgs, datadir};
+use crate::{Cli, Command, Failure, KeysCommand, MirrorCommand, QueryArgs, RangeArgs, datadir};
 
 /// Input that was wrong (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +226,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 Err(e) => return Err(anyhow::Error::new(e).into()),
             }
         }
+        Command::Keys { command } => keys(&dir, command, json_out).await?,
         Command::Bench(args) => crate::bench::run(args, json_out).await?,
         Command::Demo => demo(&dir).await?,
     }
@@ -493,6 +494,93 @@ fn verify_proof(
         );
     }
     Ok(())
+}
+
+async fn keys(dir: &Path, command: KeysCommand, json_out: bool) -> anyhow::Result<()> {
+    use custos_server::keys::{KeyRegistry, Role};
+    let ledger = datadir::open(dir).await?;
+    let mut registry = KeyRegistry::load(&ledger)?;
+    match command {
+        KeysCommand::Create {
+            tenant,
+            roles,
+            agent,
+            signed,
+            by,
+        } => {
+            let roles = roles
+                .iter()
+                .map(|r| {
+                    Role::parse(r).ok_or_else(|| {
+                        bad(format!(
+                            "--role: `{r}` is not one of admin, auditor, security, finance, \
+                             manager, orchestrator, agent"
+                        ))
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let issued = registry
+                .issue(&ledger, &tenant, &roles, agent.as_deref(), signed, &by)
+                .await?;
+            if json_out {
+                print_json(&json!({"key": issued.key, "secret": issued.text}))?;
+            } else {
+                println!("{}", issued.text);
+                eprintln!(
+                    "key {} for tenant {} ({}) — shown once; only its hash is kept",
+                    issued.key.id,
+                    issued.key.tenant,
+                    issued
+                        .key
+                        .roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        KeysCommand::List { tenant } => {
+            let keys = registry.list(tenant.as_deref());
+            if json_out {
+                print_json(&keys)?;
+            } else {
+                for k in keys {
+                    println!(
+                        "{}\t{}\t{}\t{}{}\t{}",
+                        k.id,
+                        k.tenant,
+                        k.roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        k.agent.as_deref().unwrap_or("-"),
+                        if k.signed { "\tsigned" } else { "" },
+                        if k.revoked_seq.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id, by } => {
+            let key = registry.revoke(&ledger, &id, &by).await?;
+            if json_out {
+                print_json(&key)?;
+            } else {
+                println!(
+                    "revoked {} (ledger seq {})",
+                    key.id,
+                    key.revoked_seq.unwrap_or(0)
+                );
+            }
+        }
+    }
+    ledger.checkpoint().await?;
+    close(&ledger).await
 }
 
 /// The README's first command: everything in one go on the embedded store.

@@ -118,6 +118,11 @@ pub enum Command {
         #[arg(long)]
         key: String,
     },
+    /// API keys: bound to a tenant and roles, stored only as hashes, every change a ledger entry.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The signed JSON Lines mirror.
     Mirror {
         #[command(subcommand)]
@@ -128,6 +133,44 @@ pub enum Command {
     /// Quick start: init if needed, append a few entries, prove one, check the proof offline
     /// and verify the whole ledger.
     Demo,
+}
+
+/// Key subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Issue a key and print it once.
+    Create {
+        /// The tenant it acts in.
+        #[arg(long)]
+        tenant: String,
+        /// A role (repeat for several): admin, auditor, security, finance, manager,
+        /// orchestrator, agent.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// For an agent key: the agent it may write as.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Requests with this key must carry the HMAC request signature.
+        #[arg(long)]
+        signed: bool,
+        /// Who issues it (recorded as the entry's actor).
+        #[arg(long, default_value = "user:cli")]
+        by: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (the part after `ck_`).
+        id: String,
+        /// Who revokes it (recorded as the entry's actor).
+        #[arg(long, default_value = "user:cli")]
+        by: String,
+    },
 }
 
 /// Mirror subcommands.
@@ -276,6 +319,14 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<commands::Integrity>().is_some() {
             return code::INTEGRITY;
+        }
+        if let Some(k) = cause.downcast_ref::<custos_server::keys::KeyError>() {
+            use custos_server::keys::KeyError;
+            return match k {
+                KeyError::BadRequest(_) | KeyError::Unauthenticated => code::BAD_INPUT,
+                KeyError::NotFound(_) => code::NOT_FOUND,
+                KeyError::Ledger(_) | KeyError::BadRecord { .. } => code::FAILURE,
+            };
         }
     }
     code::FAILURE

@@ -176,3 +176,64 @@ fn a_proof_verifies_offline_and_tampering_is_caught() {
     assert_eq!(c["second"], 20);
     assert!(!c["hashes"].as_array().expect("hashes").is_empty());
 }
+
+#[test]
+fn keys_are_issued_once_listed_without_secrets_and_revoked() {
+    let (_tmp, data) = ledger_with(2);
+    let out = ok(&custos(
+        &data,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "orchestrator",
+            "--signed",
+        ],
+    ));
+    let key = out.trim().to_owned();
+    assert!(key.starts_with("ck_"), "{key}");
+    let id = key.split('_').nth(1).expect("id").to_owned();
+    let list = ok(&custos(&data, &["keys", "list"]));
+    assert!(
+        list.contains(&id) && list.contains("orchestrator") && list.contains("active"),
+        "{list}"
+    );
+    assert!(!list.contains(&key), "the secret is never listed");
+    // Issue and revocation are ledger entries; the ledger stays intact.
+    ok(&custos(&data, &["keys", "revoke", &id]));
+    assert!(ok(&custos(&data, &["keys", "list", "--tenant", "acme"])).contains("revoked"));
+    assert_eq!(
+        custos(&data, &["keys", "revoke", &id]).status.code(),
+        Some(2),
+        "twice is refused"
+    );
+    assert_eq!(
+        custos(&data, &["keys", "revoke", "0000"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        custos(
+            &data,
+            &["keys", "create", "--tenant", "acme", "--role", "wizard"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    let page: serde_json::Value = serde_json::from_str(&ok(&custos(
+        &data,
+        &["--json", "query", "--resource", "api_key:", "--prefix"],
+    )))
+    .expect("json");
+    let types: Vec<&str> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["event_type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(types, vec!["api_key_created", "api_key_revoked"]);
+    let (code, report) = verify(&data);
+    assert_eq!(code, 0, "{report}");
+}
