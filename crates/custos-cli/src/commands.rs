@@ -227,6 +227,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Keys { command } => keys(&dir, command, json_out).await?,
+        Command::Serve { listen } => serve(&dir, &listen).await?,
         Command::Bench(args) => crate::bench::run(args, json_out).await?,
         Command::Demo => demo(&dir).await?,
     }
@@ -493,6 +494,48 @@ fn verify_proof(
             verifier.name()
         );
     }
+    Ok(())
+}
+
+async fn serve(dir: &Path, listen: &str) -> anyhow::Result<()> {
+    if !dir.join("ledger.json").exists() {
+        let (settings, signer) = datadir::init(dir, None)?;
+        eprintln!(
+            "initialised {} (origin {}, verifier key {})",
+            dir.display(),
+            settings.origin,
+            signer.verifier()
+        );
+    }
+    let ledger = datadir::open(dir).await?;
+    let keys = custos_server::keys::KeyRegistry::load(&ledger)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| bad(format!("--listen {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    // The first line on stdout, for scripts and tests that start the server.
+    println!("listening on http://{addr}");
+    std::io::stdout().flush().context("writing output")?;
+    let shutdown = async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    };
+    custos_server::serve(ledger, keys, listener, shutdown)
+        .await
+        .context("serving")?;
+    eprintln!("stopped; final checkpoint issued and store closed");
     Ok(())
 }
 

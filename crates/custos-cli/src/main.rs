@@ -36,6 +36,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Serve the HTTP API on the embedded store (initialising the data directory on first start).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "CUSTOS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
     /// Create the data directory and the log's Ed25519 key; print the verifier key.
     Init {
         /// Checkpoint origin (a schema-less URL naming this log); generated if absent.
