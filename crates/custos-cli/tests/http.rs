@@ -109,6 +109,10 @@ fn http(addr: &str, method: &str, path: &str, key: Option<&str>, body: Option<&s
     }
 }
 
+fn ok_status(r: &Resp, want: u16) {
+    assert_eq!(r.status, want, "{}", r.body);
+}
+
 fn key(data: &std::path::Path, args: &[&str]) -> String {
     let mut all = vec!["keys", "create"];
     all.extend_from_slice(args);
@@ -388,6 +392,76 @@ fn the_api_authenticates_isolates_tenants_and_proves() {
     );
     assert_eq!(http(a, "GET", "/v1/nothing", None, None).status, 404);
 
+    // Consistency between two signed checkpoints, both fetched by size.
+    let size = proof.tree_size;
+    let cp_again = http(a, "GET", &format!("/v1/checkpoints/{size}"), None, None);
+    assert_eq!(cp_again.status, 200);
+    assert_eq!(
+        note::open_checkpoint(&cp_again.body, &verifier)
+            .expect("signed")
+            .root,
+        cp.root
+    );
+    ok_status(
+        &http(
+            a,
+            "POST",
+            "/v1/entries",
+            Some(&acme_admin),
+            Some(&entry(None, "user:z")),
+        ),
+        201,
+    );
+    let newer = note::open_checkpoint(
+        &http(a, "GET", "/v1/checkpoint", None, None).body,
+        &verifier,
+    )
+    .expect("signed");
+    assert!(newer.size > size);
+    let c = http(
+        a,
+        "GET",
+        &format!("/v1/proofs/consistency?first={size}&second={}", newer.size),
+        Some(&acme_auditor),
+        None,
+    );
+    let c: custos_core::merkle::ConsistencyProof = serde_json::from_str(&c.body).expect("proof");
+    c.verify(&cp.root, &newer.root).expect("consistent");
+    assert_eq!(
+        http(a, "GET", "/v1/checkpoints/999999", None, None).status,
+        404
+    );
+
+    // Export and summary stay inside the tenant.
+    let csv = http(a, "GET", "/v1/export?format=csv", Some(&acme_auditor), None);
+    assert_eq!(csv.status, 200);
+    let rows = csv.body.lines().count() - 1;
+    let acme_total = http(a, "GET", "/v1/summary", Some(&acme_auditor), None).json()["total"]
+        .as_u64()
+        .expect("total");
+    assert_eq!(rows as u64, acme_total);
+    assert!(!csv.body.contains("globex"));
+    let jsonl = http(a, "GET", "/v1/export", Some(&globex_admin), None);
+    assert!(
+        jsonl
+            .body
+            .lines()
+            .all(|l| l.contains("\"tenant\":\"globex\""))
+    );
+    assert_eq!(
+        http(a, "GET", "/v1/export?format=xml", Some(&acme_auditor), None).status,
+        400
+    );
+
+    // Verification: admins and auditors only, and the running ledger is intact.
+    let report = http(a, "GET", "/v1/ledger/verify", Some(&acme_auditor), None);
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert!(report.json()["failure"].is_null(), "{}", report.body);
+    assert_eq!(
+        http(a, "GET", "/v1/ledger/verify", Some(&acme_bot), None).status,
+        403
+    );
+
     // SIGTERM: drains, checkpoints, closes; the ledger then verifies.
     let pid = server.child.id().to_string();
     assert!(
@@ -400,6 +474,96 @@ fn the_api_authenticates_isolates_tenants_and_proves() {
     let mut server = server;
     let status = server.child.wait().expect("wait");
     assert!(status.success(), "{status:?}");
+    let (code, report) = verify(&data);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn sigkill_mid_load_loses_no_acknowledged_entry() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    ok(&custos(&data, &["init", "--origin", "http.example/log"]));
+    let admin = key(&data, &["--tenant", "acme", "--role", "admin"]);
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for round in 0..2 {
+        let mut server = start(&data);
+        let addr = server.addr.clone();
+        let k = admin.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let loader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let batch = format!(
+                "[{}]",
+                (0..50)
+                    .map(|_| entry(None, "user:load"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut s) = TcpStream::connect(&addr) else {
+                    break;
+                };
+                let req = format!(
+                    "POST /v1/entries:batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {k}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{batch}",
+                    batch.len()
+                );
+                if s.write_all(req.as_bytes()).is_err() {
+                    break;
+                }
+                let mut raw = String::new();
+                if s.read_to_string(&mut raw).is_err() || !raw.starts_with("HTTP/1.1 201") {
+                    break;
+                }
+                // Only a complete 201 response is an acknowledgement.
+                let Some((_, body)) = raw.split_once("\r\n\r\n") else {
+                    break;
+                };
+                let Ok(v) = serde_json::from_str::<Value>(body) else {
+                    break;
+                };
+                for r in v["entries"].as_array().into_iter().flatten() {
+                    got.push((
+                        r["seq"].as_u64().unwrap_or(u64::MAX),
+                        r["id"].as_str().unwrap_or("").to_owned(),
+                    ));
+                }
+            }
+            got
+        });
+        std::thread::sleep(std::time::Duration::from_millis(600 + 300 * round));
+        server.child.kill().expect("SIGKILL");
+        let _ = server.child.wait();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let got = loader.join().expect("loader");
+        assert!(
+            !got.is_empty(),
+            "round {round}: nothing was acknowledged; the test proved nothing"
+        );
+        acked.extend(got);
+        // After a restart every acknowledged entry is there, with its id.
+        let server = start(&data);
+        let export = http(&server.addr, "GET", "/v1/export", Some(&admin), None);
+        let stored: std::collections::HashMap<u64, String> = export
+            .body
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("jsonl");
+                (
+                    v["seq"].as_u64().expect("seq"),
+                    v["id"].as_str().expect("id").to_owned(),
+                )
+            })
+            .collect();
+        for (seq, id) in &acked {
+            assert_eq!(
+                stored.get(seq),
+                Some(id),
+                "acknowledged seq {seq} lost or changed"
+            );
+        }
+        drop(server);
+    }
     let (code, report) = verify(&data);
     assert_eq!(code, 0, "{report}");
 }

@@ -137,6 +137,7 @@ struct Checkpoints<'a, S: Store> {
     exhausted: bool,
     last_size: Option<u64>,
     seen: u64,
+    latest_at_start: Option<u64>,
 }
 
 impl<S: Store> Checkpoints<'_, S> {
@@ -162,6 +163,12 @@ impl<S: Store> Checkpoints<'_, S> {
         let Some(stored) = self.buffer.pop_front() else {
             return Ok(None);
         };
+        // On a live store, checkpoints issued after verification began are for next time.
+        if self.latest_at_start.is_none_or(|l| stored.size > l) {
+            self.buffer.clear();
+            self.exhausted = true;
+            return Ok(None);
+        }
         self.seen += 1;
         let forged = |message: String| Failure {
             kind: FailureKind::ForgedCheckpoint,
@@ -283,6 +290,7 @@ pub fn verify<S: Store>(
         exhausted: false,
         last_size: None,
         seen: 0,
+        latest_at_start: store.latest_checkpoint()?.map(|c| c.size),
     };
     let mut frontier = Frontier::new();
     let mut pos = 0u64;

@@ -415,6 +415,158 @@ async fn inclusion_proof<S: Store>(
     Ok(Json(bundle).into_response())
 }
 
+/// Sizes of a consistency proof.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    first: u64,
+    second: u64,
+}
+
+async fn consistency_proof<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    params: std::result::Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    authenticate(&state, &headers).await?;
+    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    Ok(Json(state.ledger.consistency(p.first, p.second)?).into_response())
+}
+
+async fn checkpoint_for_size<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(size): Path<u64>,
+) -> Result<Response> {
+    let cp = state.ledger.checkpoint_for_size(size)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        cp.note,
+    )
+        .into_response())
+}
+
+/// Range and format of an export or summary.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeParams {
+    format: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+fn range_for(key: &ApiKey, p: &RangeParams) -> Result<custos_ledger::export::Range> {
+    let time = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| parse_rfc3339(s).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
+            .transpose()
+    };
+    Ok(custos_ledger::export::Range {
+        tenant: Some(key.tenant.clone()),
+        start: time("start", &p.start)?,
+        end: time("end", &p.end)?,
+    })
+}
+
+/// Hands export bytes to the HTTP body a chunk at a time (bounded: memory stays constant).
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<Bytes>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn export<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    params: std::result::Result<Query<RangeParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let key = authenticate(&state, &headers).await?;
+    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let format: custos_ledger::export::Format = p
+        .format
+        .as_deref()
+        .unwrap_or("jsonl")
+        .parse()
+        .map_err(Problem::bad_request)?;
+    let range = range_for(&key, &p)?;
+    let content_type = match format {
+        custos_ledger::export::Format::Json => "application/json",
+        custos_ledger::export::Format::JsonLines => "application/x-ndjson",
+        custos_ledger::export::Format::Csv => "text/csv; charset=utf-8",
+        custos_ledger::export::Format::CloudEvents => "application/cloudevents-batch+json",
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let ledger = state.ledger.clone();
+    tokio::task::spawn_blocking(move || {
+        let origin = ledger.config().origin.clone();
+        let mut out = ChannelWriter(tx.clone());
+        if let Err(e) = custos_ledger::export::export(
+            ledger.store().as_ref(),
+            &origin,
+            format,
+            &range,
+            &mut out,
+        ) {
+            tracing::warn!(error = %e, "export stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+async fn summary<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    params: std::result::Result<Query<RangeParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let key = authenticate(&state, &headers).await?;
+    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    if p.format.is_some() {
+        return Err(Problem::bad_request("a summary has no format"));
+    }
+    let range = range_for(&key, &p)?;
+    let ledger = state.ledger.clone();
+    let s = tokio::task::spawn_blocking(move || {
+        custos_ledger::export::summary(ledger.store().as_ref(), &range)
+    })
+    .await
+    .map_err(|e| Problem::bad_request(format!("summary failed: {e}")))??;
+    Ok(Json(s).into_response())
+}
+
+async fn verify_ledger<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let key = authenticate(&state, &headers).await?;
+    if !key
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::Auditor))
+    {
+        return Err(Problem::forbidden(
+            "verification is for admin and auditor keys",
+        ));
+    }
+    let ledger = state.ledger.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let origin = ledger.config().origin.clone();
+        custos_ledger::verify::verify(ledger.store().as_ref(), &ledger.verifier(), &origin, |_| {})
+    })
+    .await
+    .map_err(|e| Problem::bad_request(format!("verification failed to run: {e}")))??;
+    Ok(Json(report).into_response())
+}
+
 async fn checkpoint<S: Store>(State(state): State<Arc<AppState<S>>>) -> Result<Response> {
     let cp = state.ledger.checkpoint().await?;
     Ok((
@@ -460,6 +612,11 @@ pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/v1/entries/{id}", get(get_entry::<S>))
         .route("/v1/proofs/inclusion/{seq}", get(inclusion_proof::<S>))
         .route("/v1/checkpoint", get(checkpoint::<S>))
+        .route("/v1/checkpoints/{size}", get(checkpoint_for_size::<S>))
+        .route("/v1/proofs/consistency", get(consistency_proof::<S>))
+        .route("/v1/export", get(export::<S>))
+        .route("/v1/summary", get(summary::<S>))
+        .route("/v1/ledger/verify", get(verify_ledger::<S>))
         .route("/.well-known/custos/log.pub", get(verifier_key::<S>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
