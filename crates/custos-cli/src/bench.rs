@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Keep the data directory afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Measure the HTTP API instead: a server on a loopback port, driven by keep-alive clients.
+    #[arg(long)]
+    pub http: bool,
 }
 
 const ACTORS: u64 = 1000;
@@ -154,6 +157,9 @@ async fn drive(
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
+    if args.http {
+        return crate::bench_http::run(args.entries, args.dir, args.keep, json_out).await;
+    }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("custos-bench-{}", std::process::id()));
     if dir.exists() {
