@@ -17,6 +17,7 @@ use custos_store::{Appended, Clock, EntryQuery, Store, StoreError, StoredCheckpo
 use serde::Serialize;
 
 pub mod export;
+pub mod metrics;
 pub mod mirror;
 pub mod verify;
 
@@ -119,6 +120,33 @@ pub struct ProofBundle {
     pub checkpoint: String,
 }
 
+/// How a caller names an entry: a seq (digits) or an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EntryKey<'a> {
+    Seq(u64),
+    Id(&'a str),
+}
+
+impl<'a> EntryKey<'a> {
+    fn parse(key: &'a str) -> Result<Self> {
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
+            key.parse::<u64>()
+                .map(EntryKey::Seq)
+                .map_err(|_| LedgerError::BadRequest(format!("`{key}` is not a valid seq")))
+        } else {
+            Ok(EntryKey::Id(key))
+        }
+    }
+
+    /// The one answer for an entry that is not there.
+    fn absent(self) -> LedgerError {
+        match self {
+            EntryKey::Seq(seq) => LedgerError::NotFound(format!("no entry with seq {seq}")),
+            EntryKey::Id(id) => LedgerError::NotFound(format!("no entry with id `{id}`")),
+        }
+    }
+}
+
 /// The ledger service over a store.
 pub struct Ledger<S: Store> {
     store: Arc<S>,
@@ -126,6 +154,7 @@ pub struct Ledger<S: Store> {
     config: LedgerConfig,
     clock: Clock,
     checkpoint_lock: tokio::sync::Mutex<()>,
+    metrics: metrics::LedgerMetrics,
 }
 
 impl<S: Store> std::fmt::Debug for Ledger<S> {
@@ -151,6 +180,7 @@ impl<S: Store> Ledger<S> {
             config,
             clock,
             checkpoint_lock: tokio::sync::Mutex::new(()),
+            metrics: metrics::LedgerMetrics::default(),
         };
         ledger.check_against_latest_checkpoint()?;
         // Every tail recovery cut off — now or in a run that died before recording it — is
@@ -257,9 +287,14 @@ impl<S: Store> Ledger<S> {
 
     /// Appends one entry; returns once it is durable.
     pub async fn append(&self, body: EntryBody) -> Result<Receipt> {
-        let prepared = self.prepare(body)?;
-        let mut out = self.store.append(vec![prepared]).await?;
-        out.pop().map(Receipt::from).ok_or_else(|| {
+        let mut out = self.append_batch(vec![body]).await.map_err(|e| match e {
+            // One entry: name the field, not a batch position.
+            LedgerError::InvalidEntry { error, .. } => {
+                LedgerError::InvalidEntry { index: None, error }
+            }
+            other => other,
+        })?;
+        out.pop().ok_or_else(|| {
             LedgerError::Store(StoreError::Unavailable("empty append result".into()))
         })
     }
@@ -267,11 +302,11 @@ impl<S: Store> Ledger<S> {
     /// Appends a batch (all validated first; nothing is appended if one is invalid), waiting
     /// for queue space.
     pub async fn append_batch(&self, bodies: Vec<EntryBody>) -> Result<Vec<Receipt>> {
-        let prepared = self.prepare_batch(bodies)?;
-        self.append_prepared(prepared).await
+        self.append_with(bodies, false).await
     }
 
-    /// Appends prepared entries, waiting for queue space.
+    /// Appends prepared entries, waiting for queue space. (Not counted in the event metrics:
+    /// prepared entries no longer carry their bodies.)
     pub async fn append_prepared(&self, prepared: Vec<PreparedEntry>) -> Result<Vec<Receipt>> {
         Ok(self
             .store
@@ -285,14 +320,25 @@ impl<S: Store> Ledger<S> {
     /// Like [`Ledger::append_batch`] but refuses with [`LedgerError::Overloaded`] when the queue
     /// is full instead of waiting (the server maps it to 429/503 with Retry-After).
     pub async fn try_append_batch(&self, bodies: Vec<EntryBody>) -> Result<Vec<Receipt>> {
+        self.append_with(bodies, true).await
+    }
+
+    async fn append_with(&self, bodies: Vec<EntryBody>, try_only: bool) -> Result<Vec<Receipt>> {
+        let tally = metrics::Tally::of(&bodies);
         let prepared = self.prepare_batch(bodies)?;
-        Ok(self
-            .store
-            .try_append(prepared)
-            .await?
-            .into_iter()
-            .map(Receipt::from)
-            .collect())
+        let started = std::time::Instant::now();
+        let appended = if try_only {
+            self.store.try_append(prepared).await?
+        } else {
+            self.store.append(prepared).await?
+        };
+        self.metrics.record(tally, started.elapsed());
+        Ok(appended.into_iter().map(Receipt::from).collect())
+    }
+
+    /// The ledger's metrics (SPEC §7), for the server's `/metrics`.
+    pub fn metrics(&self) -> &metrics::LedgerMetrics {
+        &self.metrics
     }
 
     /// Issues a checkpoint for the current size unless the latest already covers it, and
@@ -367,23 +413,33 @@ impl<S: Store> Ledger<S> {
         let rec = self
             .store
             .get(seq)?
-            .ok_or_else(|| LedgerError::NotFound(format!("no entry with seq {seq}")))?;
+            .ok_or_else(|| EntryKey::Seq(seq).absent())?;
         parse_record(rec.seq, &rec.bytes)
     }
 
     /// The entry with this seq (digits) or UUID.
     pub fn get_by_key(&self, key: &str) -> Result<Entry> {
-        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
-            let seq = key
-                .parse::<u64>()
-                .map_err(|_| LedgerError::BadRequest(format!("`{key}` is not a valid seq")))?;
-            return self.get(seq);
+        match EntryKey::parse(key)? {
+            EntryKey::Seq(seq) => self.get(seq),
+            EntryKey::Id(id) => {
+                let seq = self
+                    .store
+                    .seq_of_id(id)?
+                    .ok_or_else(|| EntryKey::Id(id).absent())?;
+                self.get(seq)
+            }
         }
-        let seq = self
-            .store
-            .seq_of_id(key)?
-            .ok_or_else(|| LedgerError::NotFound(format!("no entry with id `{key}`")))?;
-        self.get(seq)
+    }
+
+    /// The entry with this seq or UUID as `tenant` may see it: another tenant's entry gets
+    /// exactly the answer an absent one gets, so its existence does not leak.
+    pub fn get_in_tenant(&self, key: &str, tenant: &str) -> Result<Entry> {
+        let entry = self.get_by_key(key)?;
+        if entry.tenant == tenant {
+            Ok(entry)
+        } else {
+            Err(EntryKey::parse(key)?.absent())
+        }
     }
 
     /// One page of entries matching `query`, with the cursor of the next page.

@@ -203,6 +203,18 @@ impl StoreError {
 /// Result alias.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What `/readyz` and `/metrics` need to know of a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Durable entries.
+    pub size: u64,
+    /// Entries the indexes cover (queries scan the rest, so results stay complete, only slower).
+    pub indexed: u64,
+    /// Why appends would fail, if they would: read-only, closed, or a write error that stopped
+    /// the writer.
+    pub unwritable: Option<String>,
+}
+
 /// The ledger's storage. One trait, several backends, one conformance suite.
 ///
 /// Reads of the embedded backend are short positioned reads and run inline; appends wait on
@@ -224,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Durable entries in the log (the tree size).
     fn size(&self) -> Result<u64>;
+
+    /// Whether appends can succeed now, and how far the indexes have got.
+    fn health(&self) -> Result<StoreHealth>;
 
     /// Notes that the quarantined tails named (from [`RecoveryReport::unrecorded`]) are now
     /// recorded in the ledger, so later opens do not report them again.

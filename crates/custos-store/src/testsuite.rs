@@ -540,13 +540,31 @@ pub async fn lookups<S: Store>(store: S) {
     }
 }
 
+/// Health: writable while open, indexes catch up with the log, unwritable once closed.
+pub async fn health<S: Store>(store: S) {
+    let h = store.health().expect("health");
+    assert_eq!((h.size, h.indexed, h.unwritable.as_deref()), (0, 0, None));
+    fill(&store, 300).await;
+    store.wait_indexed().await.expect("indexed");
+    let h = store.health().expect("health");
+    assert_eq!(
+        (h.size, h.indexed, h.unwritable.as_deref()),
+        (300, 300, None)
+    );
+    store.close().await.expect("close");
+    let h = store.health().expect("health after close");
+    assert_eq!(h.size, 300);
+    assert!(h.unwritable.is_some(), "a closed store is not writable");
+}
+
 /// Expands to one test per conformance check; `$make` is an async expression giving a fresh
 /// store (it may refer to items in scope, e.g. a temp dir helper).
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
-            sequencing, batch_limits, concurrent_appends, tree_and_proofs, checkpoints, queries, lookups);
+            sequencing, batch_limits, concurrent_appends, tree_and_proofs, checkpoints, queries, lookups,
+            health);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

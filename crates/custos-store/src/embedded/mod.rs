@@ -41,7 +41,7 @@ use self::writer::{WriteRequest, Writer};
 use crate::filter::FilterView;
 use crate::{
     Appended, Clock, EntryQuery, MAX_QUERY_LIMIT, QueryPage, RawRecord, RecoveryReport, Result,
-    ScanChunk, ScanCursor, Store, StoreError, StoredCheckpoint, system_clock,
+    ScanChunk, ScanCursor, Store, StoreError, StoreHealth, StoredCheckpoint, system_clock,
 };
 
 /// Tuning of the embedded backend.
@@ -986,6 +986,20 @@ impl Store for EmbeddedStore {
 
     fn size(&self) -> Result<u64> {
         Ok(self.shared.size.load(Ordering::Acquire))
+    }
+
+    fn health(&self) -> Result<StoreHealth> {
+        let size = self.shared.size.load(Ordering::Acquire);
+        Ok(StoreHealth {
+            size,
+            indexed: self
+                .shared
+                .index
+                .as_ref()
+                .map_or(0, |i| i.watermark.load(Ordering::Acquire))
+                .min(size),
+            unwritable: self.sender().err().map(|e| e.to_string()),
+        })
     }
 
     fn recovery(&self) -> RecoveryReport {
