@@ -135,9 +135,15 @@ pub async fn run(
         .context("binding")?;
     let addr = listener.local_addr().context("address")?.to_string();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(custos_server::serve(ledger, keys, listener, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(custos_server::serve(
+        ledger,
+        keys,
+        listener,
+        Default::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     if !json_out {
         eprintln!("bench --http: server on {addr}, data in {}", dir.display());
     }

@@ -54,7 +54,9 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
-    let dir = cli.data.clone();
+    let config = crate::config::Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())
+        .map_err(|e| bad(format!("{e:#}")))?;
+    let dir = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let json_out = cli.json;
     match cli.command {
         Command::Init { origin } => {
@@ -227,7 +229,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Keys { command } => keys(&dir, command, json_out).await?,
-        Command::Serve { listen } => serve(&dir, &listen).await?,
+        Command::Serve { listen } => {
+            let mut config = config;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            config.data_dir = dir;
+            serve(config).await?
+        }
         Command::Bench(args) => crate::bench::run(args, json_out).await?,
         Command::Demo => demo(&dir).await?,
     }
@@ -497,27 +506,87 @@ fn verify_proof(
     Ok(())
 }
 
-async fn serve(dir: &Path, listen: &str) -> anyhow::Result<()> {
-    if !dir.join("ledger.json").exists() {
+async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
+    init_logging(&config.log)?;
+    let dir = config.data_dir.as_path();
+    let first_start = !dir.join("ledger.json").exists();
+    if first_start {
         let (settings, signer) = datadir::init(dir, None)?;
-        eprintln!(
-            "initialised {} (origin {}, verifier key {})",
-            dir.display(),
-            settings.origin,
-            signer.verifier()
+        tracing::info!(
+            data = %dir.display(),
+            origin = %settings.origin,
+            verifier_key = %signer.verifier(),
+            "initialised the data directory"
         );
     }
-    let ledger = datadir::open(dir).await?;
-    let keys = custos_server::keys::KeyRegistry::load(&ledger)?;
-    let listener = tokio::net::TcpListener::bind(listen)
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| custos_server::tls_from_pem(&t.cert, &t.key).map_err(bad))
+        .transpose()?;
+    let mirror = config
+        .mirror
+        .as_ref()
+        .map(|m| -> anyhow::Result<_> {
+            let mut c = mirror::MirrorConfig::new(&m.dir, mirror::load_key(&m.key_file)?);
+            c.max_file_bytes = m.max_file_bytes;
+            Ok(c)
+        })
+        .transpose()?;
+    let ledger = datadir::open_with(
+        dir,
+        &datadir::Tuning {
+            checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_interval_secs),
+            max_queued_entries: config.limits.max_queued_entries,
+            max_entry_bytes: config.limits.max_entry_bytes,
+        },
+    )
+    .await?;
+    let mut keys = custos_server::keys::KeyRegistry::load(&ledger)?
+        .with_signing(datadir::request_signing(dir)?);
+    // On first start nobody holds a key yet, and `custos keys create` cannot run beside the
+    // server: issue one admin key of the `system` tenant (it may manage every tenant's keys
+    // over `POST /v1/keys`) and show it once, below the listen line.
+    let bootstrap = if first_start {
+        Some(
+            keys.issue(
+                &ledger,
+                custos_ledger::SYSTEM_TENANT,
+                &[custos_server::keys::Role::Admin],
+                None,
+                false,
+                "system",
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let nonces = custos_server::signing::NonceStore::open(
+        &datadir::nonce_path(dir),
+        custos_server::signing::unix_now(),
+    )
+    .with_context(|| format!("opening {}", datadir::nonce_path(dir).display()))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|e| bad(format!("--listen {listen}: {e}")))?;
+        .map_err(|e| bad(format!("listen {}: {e}", config.listen)))?;
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
     // The first line on stdout, for scripts and tests that start the server.
-    println!("listening on http://{addr}");
+    println!(
+        "listening on {}://{addr}",
+        if tls.is_some() { "https" } else { "http" }
+    );
+    if let Some(k) = &bootstrap {
+        println!(
+            "bootstrap admin key (tenant system, shown once; only its hash is kept): {}",
+            k.text
+        );
+        tracing::info!(key_id = %k.key.id, "issued the bootstrap admin key");
+    }
     std::io::stdout().flush().context("writing output")?;
+    tracing::info!(%addr, tls = tls.is_some(), data = %dir.display(), "listening");
     let shutdown = async {
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -531,18 +600,50 @@ async fn serve(dir: &Path, listen: &str) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term => {}
         }
+        tracing::info!("shutting down: draining requests");
     };
-    custos_server::serve(ledger, keys, listener, shutdown)
-        .await
-        .context("serving")?;
-    eprintln!("stopped; final checkpoint issued and store closed");
+    custos_server::serve(
+        ledger,
+        keys,
+        listener,
+        custos_server::ServeOptions {
+            nonces,
+            max_body_bytes: config.limits.max_body_bytes,
+            max_index_lag: config.limits.ready_max_index_lag,
+            tls,
+            drain: std::time::Duration::from_secs(config.drain_secs),
+            mirror,
+        },
+        shutdown,
+    )
+    .await
+    .context("serving")?;
+    tracing::info!("stopped: final checkpoint issued and store closed");
     Ok(())
+}
+
+/// Structured logs on stderr: JSON lines by default, with the request id of each request.
+fn init_logging(log: &crate::config::Log) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .map_err(|e| bad(format!("log level `{}`: {e}", log.level)))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match log.format {
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        crate::config::LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+    result.map_err(|e| anyhow!("starting the logger: {e}"))
 }
 
 async fn keys(dir: &Path, command: KeysCommand, json_out: bool) -> anyhow::Result<()> {
     use custos_server::keys::{KeyRegistry, Role};
     let ledger = datadir::open(dir).await?;
-    let mut registry = KeyRegistry::load(&ledger)?;
+    let mut registry = KeyRegistry::load(&ledger)?.with_signing(datadir::request_signing(dir)?);
     match command {
         KeysCommand::Create {
             tenant,
@@ -566,9 +667,20 @@ async fn keys(dir: &Path, command: KeysCommand, json_out: bool) -> anyhow::Resul
                 .issue(&ledger, &tenant, &roles, agent.as_deref(), signed, &by)
                 .await?;
             if json_out {
-                print_json(&json!({"key": issued.key, "secret": issued.text}))?;
+                let mut out = json!({"key": issued.key, "secret": issued.text});
+                if let Some(s) = &issued.signing_secret {
+                    out["signing_secret"] = json!(s);
+                }
+                print_json(&out)?;
             } else {
                 println!("{}", issued.text);
+                if let Some(s) = &issued.signing_secret {
+                    println!("{s}");
+                    eprintln!(
+                        "requests with this key must be signed (HMAC-SHA256 with the second line; \
+                         see README, \"Signed requests\")"
+                    );
+                }
                 eprintln!(
                     "key {} for tenant {} ({}) — shown once; only its hash is kept",
                     issued.key.id,

@@ -3,6 +3,8 @@
 //! ```text
 //! <data>/ledger.json      {"origin": "..."}
 //! <data>/keys/log.key     the Ed25519 signing key, C2SP note private-key text, mode 0600
+//! <data>/keys/request.key the server secret request-signing secrets derive from, mode 0600
+//! <data>/nonces.log       nonces of signed requests still inside their time window
 //! <data>/log.pub          the verifier key text (public)
 //! <data>/log/ tree/ …     the embedded store
 //! ```
@@ -37,6 +39,45 @@ fn key_path(dir: &Path) -> PathBuf {
     dir.join("keys").join("log.key")
 }
 
+fn request_key_path(dir: &Path) -> PathBuf {
+    dir.join("keys").join("request.key")
+}
+
+/// Where the server keeps nonces of signed requests.
+pub fn nonce_path(dir: &Path) -> PathBuf {
+    dir.join("nonces.log")
+}
+
+/// Writes `text` to a new file of mode 0600 and syncs it; never replaces a file.
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting {} to mode 0600", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The server secret that request-signing secrets are derived from: created (0600) on first
+/// use, so data directories made before it existed gain one.
+pub fn request_signing(dir: &Path) -> anyhow::Result<custos_server::signing::SigningKeys> {
+    let path = request_key_path(dir);
+    if !path.exists() {
+        write_secret(&path, &hex::encode(rand::random::<[u8; 32]>()))?;
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut master = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut master)
+        .map_err(|e| anyhow!("{} is not 64 hex digits: {e}", path.display()))?;
+    Ok(custos_server::signing::SigningKeys::new(master))
+}
+
 /// Creates the data directory and key. Fails if a key exists already (never overwrites).
 pub fn init(dir: &Path, origin: Option<String>) -> anyhow::Result<(Settings, Signer)> {
     if key_path(dir).exists() {
@@ -63,18 +104,8 @@ pub fn init(dir: &Path, origin: Option<String>) -> anyhow::Result<(Settings, Sig
         .mode(0o700)
         .create(dir.join("keys"))
         .context("creating keys/")?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(key_path(dir))
-        .with_context(|| format!("creating {}", key_path(dir).display()))?;
-    f.set_permissions(fs::Permissions::from_mode(0o600))
-        .context("setting key file mode 0600")?;
-    f.write_all(signer.to_private_key_text().as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .context("writing the log key")?;
+    write_secret(&key_path(dir), &signer.to_private_key_text())?;
+    request_signing(dir)?;
     fs::write(dir.join("log.pub"), format!("{}\n", signer.verifier()))
         .context("writing log.pub")?;
     let settings = Settings { origin };
@@ -106,15 +137,50 @@ pub fn load(dir: &Path) -> anyhow::Result<(Settings, Signer)> {
 /// The ledger over the embedded store in `dir`, read-write.
 pub type EmbeddedLedger = Ledger<EmbeddedStore>;
 
+/// What `serve` may tune of the store and ledger.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Seconds between checkpoints while entries arrive.
+    pub checkpoint_interval: Duration,
+    /// Append queue capacity.
+    pub max_queued_entries: usize,
+    /// Largest canonical entry.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            checkpoint_interval: Duration::from_secs(1),
+            max_queued_entries: EmbeddedConfig::default().max_queued_entries,
+            max_entry_bytes: Limits::default().max_entry_bytes,
+        }
+    }
+}
+
 /// Opens the ledger of an initialised directory.
 pub async fn open(dir: &Path) -> anyhow::Result<Arc<EmbeddedLedger>> {
+    open_with(dir, &Tuning::default()).await
+}
+
+/// Opens the ledger of an initialised directory, tuned.
+pub async fn open_with(dir: &Path, tuning: &Tuning) -> anyhow::Result<Arc<EmbeddedLedger>> {
     let (settings, signer) = load(dir)?;
-    let store = EmbeddedStore::open(dir, EmbeddedConfig::default())
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let store = EmbeddedStore::open(
+        dir,
+        EmbeddedConfig {
+            max_queued_entries: tuning.max_queued_entries,
+            ..EmbeddedConfig::default()
+        },
+    )
+    .with_context(|| format!("opening the store in {}", dir.display()))?;
     let config = LedgerConfig {
         origin: settings.origin,
-        limits: Limits::default(),
-        checkpoint_interval: Duration::from_secs(1),
+        limits: Limits {
+            max_entry_bytes: tuning.max_entry_bytes,
+            ..Limits::default()
+        },
+        checkpoint_interval: tuning.checkpoint_interval,
     };
     let ledger = Ledger::open(Arc::new(store), signer, config, system_clock()).await?;
     Ok(Arc::new(ledger))

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_http;
 mod commands;
+mod config;
 mod datadir;
 
 use std::path::PathBuf;
@@ -19,14 +20,13 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "custos", version, about, long_about = None)]
 pub struct Cli {
-    /// Data directory of the embedded store.
-    #[arg(
-        long,
-        global = true,
-        env = "CUSTOS_DATA",
-        default_value = "./custos-data"
-    )]
-    pub data: PathBuf,
+    /// Data directory of the embedded store [default: data_dir of the config, CUSTOS_DATA,
+    /// or ./custos-data].
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+    /// TOML configuration file (see `custos serve --help`); CUSTOS_* variables override it.
+    #[arg(long, global = true, env = "CUSTOS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -37,11 +37,15 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the HTTP API on the embedded store (initialising the data directory on first start).
+    /// Serve the HTTP API on the embedded store (initialising the data directory on first
+    /// start). Settings come from --config FILE (TOML), then CUSTOS_* variables, then flags:
+    /// listen, data_dir, checkpoint_interval_secs, drain_secs, [limits] max_body_bytes,
+    /// max_queued_entries, max_entry_bytes, [log] level, format (json|text), [tls] cert, key,
+    /// [mirror] dir, key_file, max_file_bytes. See README, "Configuration".
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "CUSTOS_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: String,
+        /// Address to listen on [default: 127.0.0.1:8080, or listen of the config / CUSTOS_LISTEN].
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Create the data directory and the log's Ed25519 key; print the verifier key.
     Init {

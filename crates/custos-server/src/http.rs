@@ -1,28 +1,42 @@
-//! The HTTP API (first part of issue 3): ledger endpoints behind API-key authentication, RFC
-//! 9457 problem+json errors, backpressure as 503 + `Retry-After`, health and readiness.
+//! The HTTP API: ledger and key endpoints behind API-key authentication (with request
+//! signatures for `signed` keys, SPEC §4.6), RFC 9457 problem+json errors, backpressure as
+//! 503 + `Retry-After`, health and readiness.
 //!
 //! Every state-changing endpoint requires a key; a key only ever sees and writes its own
-//! tenant; an agent key writes only entries whose actor is its agent. Keys marked `signed` are
-//! refused until request signatures (SPEC §4.6) are implemented, rather than accepted unchecked.
+//! tenant; an agent key writes only entries whose actor is its agent. Every refusal (401, 403)
+//! is recorded as a `security_event` entry (see [`crate::auth`]).
+//!
+//! Each handler carries its OpenAPI description (`#[utoipa::path]`): every status it can
+//! answer, with its content type. [`crate::openapi`] assembles them into `/openapi.json`, and
+//! a test checks that the document describes exactly the routes [`router`] serves.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use custos_core::entry::{EntryBody, Outcome, Severity};
+use axum::routing::{MethodFilter, on};
+use custos_core::entry::{Entry, EntryBody, Outcome, Severity};
 use custos_core::time::parse_rfc3339;
-use custos_ledger::{Ledger, LedgerError};
+use custos_ledger::{Ledger, LedgerError, Receipt};
 use custos_store::{EntryQuery, Store};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::RwLock;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::{self, Caller, FailureLog};
 use crate::keys::{ApiKey, KeyError, KeyRegistry, Role};
+use crate::openapi::{
+    self, BadRequest, Conflict, Forbidden, Internal, NotFound, PayloadTooLarge, Unauthenticated,
+    Unavailable, Unprocessable,
+};
+use crate::signing::{NonceError, NonceStore, SignatureError, SignatureHeaders};
 
 /// Largest request body: a full batch of 10 000 entries of a few KiB each.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -33,7 +47,18 @@ pub struct AppState<S: Store> {
     pub ledger: Arc<Ledger<S>>,
     /// API keys.
     pub keys: RwLock<KeyRegistry>,
+    /// Nonces of signed requests.
+    pub nonces: Arc<NonceStore>,
+    /// Refusals waiting to be recorded.
+    pub failures: Arc<FailureLog>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// `/readyz` fails while the indexes are further behind the log than this.
+    pub max_index_lag: u64,
 }
+
+/// Default of [`AppState::max_index_lag`]: a few seconds of appends at full speed.
+pub const MAX_INDEX_LAG: u64 = 1_000_000;
 
 /// An RFC 9457 problem.
 #[derive(Debug)]
@@ -88,6 +113,50 @@ impl Problem {
     fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
+
+    /// The problem for an error status produced outside the handlers (axum's rejections:
+    /// 405, 413, 415, …), with a stable type per status.
+    pub fn from_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        let (kind, title) = match status {
+            StatusCode::BAD_REQUEST => ("bad-request", "Bad request"),
+            StatusCode::UNAUTHORIZED => ("unauthenticated", "Authentication required"),
+            StatusCode::FORBIDDEN => ("forbidden", "Not allowed"),
+            StatusCode::NOT_FOUND => ("not-found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", "Unprocessable request"),
+            StatusCode::REQUEST_TIMEOUT => ("timeout", "Request timeout"),
+            s if s.is_server_error() => ("internal", "Internal error"),
+            _ => ("bad-request", "Bad request"),
+        };
+        Problem::new(status, kind, title, detail)
+    }
+}
+
+/// The body of an RFC 9457 problem (`application/problem+json`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Problem)]
+pub struct ProblemBody {
+    /// A URI naming the kind of problem; stable, so clients may match on it.
+    #[serde(rename = "type")]
+    #[schema(format = "uri")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// The offending field or parameter, as a path (`actor`, `entries[3].data.x`), when one
+    /// is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
 }
 
 impl From<LedgerError> for Problem {
@@ -138,15 +207,13 @@ fn e_detail(index: Option<usize>, error: &custos_core::entry::EntryError) -> Str
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("https://custos.dev/problems/{}", self.kind),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some(f) = &self.field {
-            body["field"] = Value::String(f.clone());
-        }
+        let body = ProblemBody {
+            kind: format!("https://custos.dev/problems/{}", self.kind),
+            title: self.title.to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            field: self.field,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -162,26 +229,102 @@ impl IntoResponse for Problem {
 
 type Result<T, E = Problem> = std::result::Result<T, E>;
 
-async fn authenticate<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<ApiKey> {
-    let text = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(Problem::unauthenticated)?;
-    let keys = state.keys.read().await;
-    let key = keys.authenticate(text.trim()).map_err(|e| match e {
-        KeyError::Unauthenticated => Problem::unauthenticated(),
-        other => Problem::bad_request(other.to_string()),
-    })?;
-    if key.signed {
-        return Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "signature-required",
-            "Signed requests required",
-            "this key requires HMAC-signed requests, which this server does not accept yet",
+async fn authenticate<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<ApiKey> {
+    let refuse = |key: Option<&ApiKey>, reason: &'static str, problem: Problem| {
+        state.failures.note(auth::failure(caller, key, reason));
+        problem
+    };
+    let Some(text) = caller.bearer() else {
+        return Err(refuse(
+            None,
+            "missing_credentials",
+            Problem::unauthenticated(),
         ));
+    };
+    let keys = state.keys.read().await;
+    let key = match keys.authenticate(text) {
+        Ok(k) => k.clone(),
+        Err(_) => {
+            return Err(refuse(
+                keys.claimed(text),
+                "invalid_key",
+                Problem::unauthenticated(),
+            ));
+        }
+    };
+    if !key.signed {
+        return Ok(key);
     }
-    Ok(key.clone())
+    let Some(secret) = keys.signing_secret(&key) else {
+        tracing::error!(key = %key.id, "a signed key arrived but the server has no signing secret");
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signing-unavailable",
+            "Request signing unavailable",
+            "this server cannot check request signatures",
+        ));
+    };
+    drop(keys);
+    let bad_signature = |e: SignatureError| {
+        refuse(
+            Some(&key),
+            e.code(),
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "bad-signature",
+                "Bad request signature",
+                e.to_string(),
+            ),
+        )
+    };
+    let headers = SignatureHeaders::read(|name| caller.header(name)).map_err(bad_signature)?;
+    let now = crate::signing::unix_now();
+    headers
+        .verify(
+            &secret,
+            caller.method.as_str(),
+            caller.path_and_query(),
+            body,
+            now,
+        )
+        .map_err(bad_signature)?;
+    let nonces = state.nonces.clone();
+    let (id, nonce, ts) = (key.id.clone(), headers.nonce.to_owned(), headers.timestamp);
+    let recorded = tokio::task::spawn_blocking(move || nonces.record(&id, &nonce, ts, now))
+        .await
+        .map_err(|e| NonceError::Io(std::io::Error::other(e.to_string())))
+        .and_then(|r| r);
+    match recorded {
+        Ok(()) => Ok(key),
+        Err(NonceError::Replayed) => Err(bad_signature(SignatureError::Replayed)),
+        Err(e) => {
+            tracing::error!(error = %e, "recording a nonce failed");
+            Err(Problem {
+                retry_after: Some(1),
+                ..Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "Overloaded",
+                    "signed requests cannot be accepted right now; retry later",
+                )
+            })
+        }
+    }
+}
+
+impl<S: Store> AppState<S> {
+    /// Records a 403 as a refusal before returning it.
+    fn deny(&self, caller: &Caller, key: &ApiKey, p: Problem) -> Problem {
+        if p.status == StatusCode::FORBIDDEN {
+            self.failures
+                .note(auth::failure(caller, Some(key), "forbidden"));
+        }
+        p
+    }
 }
 
 fn parse_json(body: &Bytes) -> Result<Value> {
@@ -202,7 +345,12 @@ fn authorise_write(key: &ApiKey, value: &mut Value) -> Result<()> {
             obj.insert("tenant".into(), Value::String(key.tenant.clone()));
         }
         Some(Value::String(t)) if *t == key.tenant => {}
-        Some(_) => return Err(Problem::forbidden("a key writes only to its own tenant")),
+        Some(Value::String(_)) => {
+            return Err(Problem::forbidden("a key writes only to its own tenant"));
+        }
+        // Not a tenant at all: malformed input (validation names it), not an attempt on
+        // another tenant.
+        Some(_) => {}
     }
     if let Some(agent) = &key.agent
         && !key.roles.contains(&Role::Admin)
@@ -220,14 +368,37 @@ fn body_of(value: &Value, index: Option<usize>) -> Result<EntryBody> {
         .map_err(|error| Problem::from(LedgerError::InvalidEntry { index, error }))
 }
 
-async fn append_one<S: Store>(
+/// Appends one entry.
+///
+/// The entry is validated (the whole of it, naming the field at fault), secrets in `data` are
+/// redacted, and the answer comes once it is durable. An agent key writes only entries whose
+/// actor is its agent; every key writes only to its own tenant.
+#[utoipa::path(
+    post,
+    path = "/v1/entries",
+    tag = "ledger",
+    operation_id = "append_entry",
+    request_body(content = openapi::NewEntry, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Appended and durable", body = openapi::Receipt),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn append_one<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
+    let key = authenticate(&state, &caller, &body).await?;
     let mut value = parse_json(&body)?;
-    authorise_write(&key, &mut value)?;
+    authorise_write(&key, &mut value).map_err(|p| state.deny(&caller, &key, p))?;
     let entry = body_of(&value, None)?;
     let mut receipts = state
         .ledger
@@ -246,28 +417,53 @@ async fn append_one<S: Store>(
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
 }
 
-async fn append_batch<S: Store>(
+/// The receipts of a batch, in the order of its entries.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receipts {
+    /// One receipt per entry.
+    #[schema(value_type = Vec<openapi::Receipt>)]
+    pub entries: Vec<Receipt>,
+}
+
+/// Appends a batch of entries: all of them or none.
+///
+/// The body is a JSON array of entries or `{"entries": [...]}`, 1 to 10 000 of them. One
+/// refused entry refuses the batch, naming its position (`entries[3].actor`).
+#[utoipa::path(
+    post,
+    path = "/v1/entries:batch",
+    tag = "ledger",
+    operation_id = "append_batch",
+    request_body(content = openapi::NewBatch, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Every entry appended and durable", body = Receipts),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn append_batch<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
+    let key = authenticate(&state, &caller, &body).await?;
     let value = parse_json(&body)?;
+    let expected = || Problem::bad_request("expected {\"entries\": [...]} or a JSON array");
     let mut items = match value {
         Value::Array(items) => items,
         Value::Object(mut o) => match o.remove("entries") {
-            Some(Value::Array(items)) => items,
-            _ => {
-                return Err(Problem::bad_request(
-                    "expected {\"entries\": [...]} or a JSON array",
-                ));
-            }
+            // Anything beside `entries` is a mistake the client should hear about.
+            Some(Value::Array(items)) if o.is_empty() => items,
+            _ => return Err(expected()),
         },
-        _ => {
-            return Err(Problem::bad_request(
-                "expected {\"entries\": [...]} or a JSON array",
-            ));
-        }
+        _ => return Err(expected()),
     };
     if items.is_empty() || items.len() > custos_store::embedded::MAX_BATCH {
         return Err(Problem::bad_request(format!(
@@ -280,56 +476,149 @@ async fn append_batch<S: Store>(
     for (i, item) in items.iter_mut().enumerate() {
         authorise_write(&key, item).map_err(|mut p| {
             p.detail = format!("entry {i}: {}", p.detail);
-            p
+            state.deny(&caller, &key, p)
         })?;
         bodies.push(body_of(item, Some(i))?);
     }
-    let receipts = state.ledger.try_append_batch(bodies).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "entries": receipts }))).into_response())
+    let entries = state.ledger.try_append_batch(bodies).await?;
+    Ok((StatusCode::CREATED, Json(Receipts { entries })).into_response())
 }
 
-async fn get_entry<S: Store>(
+/// Reads a path parameter, or says which one is wrong.
+fn path_param<T>(name: &str, p: std::result::Result<Path<T>, PathRejection>) -> Result<T> {
+    p.map(|Path(v)| v).map_err(|e| Problem {
+        field: Some(name.to_owned()),
+        ..Problem::bad_request(format!("{name}: {}", e.body_text()))
+    })
+}
+
+/// Reads the query string, or says what is wrong with it.
+fn query_params<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| Problem::bad_request(e.body_text()))
+}
+
+/// Fetches one entry by `seq` or by `id`.
+#[utoipa::path(
+    get,
+    path = "/v1/entries/{id}",
+    tag = "ledger",
+    operation_id = "get_entry",
+    params(("id" = openapi::EntryKey, Path, description = "The entry's `seq` or its `id` (UUID)")),
+    responses(
+        (status = 200, description = "The entry", body = openapi::Entry),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn get_entry<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    caller: Caller,
+    id: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
-    let entry = state.ledger.get_by_key(&id)?;
+    let key = authenticate(&state, &caller, &[]).await?;
+    let id = path_param("id", id)?;
     // Another tenant's entry does not exist, as far as this key can tell.
-    if entry.tenant != key.tenant {
-        return Err(Problem::not_found(format!("no entry `{id}`")));
-    }
+    let entry = state.ledger.get_in_tenant(&id, &key.tenant)?;
     Ok(Json(entry).into_response())
 }
 
-/// Query parameters of `GET /v1/entries`.
-#[derive(Debug, Deserialize)]
+/// Query parameters of `GET /v1/entries` (SPEC §3.6); the tenant is the key's.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct QueryParams {
+    /// Only entries by this actor.
+    #[param(nullable = false)]
     actor: Option<String>,
+    /// Only entries of this event type.
+    #[param(nullable = false)]
     event_type: Option<String>,
+    /// Only entries with this action.
+    #[param(nullable = false)]
     action: Option<String>,
+    /// Only entries with this outcome.
+    #[param(value_type = Option<openapi::Outcome>, nullable = false)]
     outcome: Option<String>,
+    /// Only entries of at least this severity.
+    #[param(value_type = Option<openapi::Severity>, nullable = false)]
     severity: Option<String>,
+    /// Only entries about this resource (or under it, with `resource_prefix`).
+    #[param(nullable = false)]
     resource: Option<String>,
+    /// Match `resource` as a prefix (default false).
+    #[param(nullable = false)]
     resource_prefix: Option<bool>,
+    /// Only entries aimed at this principal.
+    #[param(nullable = false)]
     target: Option<String>,
+    /// Only entries with this trace id.
+    #[param(nullable = false)]
     trace_id: Option<String>,
+    /// Only entries with this session id.
+    #[param(nullable = false)]
     session_id: Option<String>,
+    /// Only entries sequenced at or after this time (RFC 3339).
+    #[param(nullable = false, format = DateTime)]
     start: Option<String>,
+    /// Only entries sequenced before this time (RFC 3339).
+    #[param(nullable = false, format = DateTime)]
     end: Option<String>,
+    /// Cursor: only entries after this `seq` (before it, descending); pass the previous
+    /// page's `next`.
+    #[param(
+        nullable = false,
+        format = "uint64",
+        maximum = 18446744073709551615usize
+    )]
     after: Option<u64>,
+    /// `asc` (default) or `desc` by `seq`.
+    #[param(value_type = Option<openapi::Order>, nullable = false)]
     order: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-async fn query_entries<S: Store>(
+/// One page of a query.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryPage {
+    /// The matching entries, in the order asked for.
+    #[schema(value_type = Vec<openapi::Entry>)]
+    pub entries: Vec<Entry>,
+    /// The cursor of the next page (pass it as `after`); null on the last page.
+    #[schema(required = true)]
+    pub next: Option<u64>,
+}
+
+/// Queries the key's tenant's entries, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/entries",
+    tag = "ledger",
+    operation_id = "query_entries",
+    params(QueryParams),
+    responses(
+        (status = 200, description = "One page of matching entries", body = EntryPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn query_entries<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-    params: std::result::Result<Query<QueryParams>, axum::extract::rejection::QueryRejection>,
+    caller: Caller,
+    params: std::result::Result<Query<QueryParams>, QueryRejection>,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
-    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let key = authenticate(&state, &caller, &[]).await?;
+    let p = query_params(params)?;
     let time = |name: &str, v: &Option<String>| {
         v.as_deref()
             .map(|s| parse_rfc3339(s).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
@@ -389,54 +678,141 @@ async fn query_entries<S: Store>(
         },
     };
     let (entries, next) = state.ledger.query(&q)?;
-    Ok(Json(json!({ "entries": entries, "next": next })).into_response())
+    Ok(Json(EntryPage { entries, next }).into_response())
 }
 
 /// `tree_size` of a proof request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ProofParams {
+    /// Prove against the checkpoint of this size (default: the latest, issuing one first
+    /// if it does not cover the entry).
+    #[param(
+        nullable = false,
+        format = "uint64",
+        maximum = 18446744073709551615usize
+    )]
     tree_size: Option<u64>,
 }
 
-async fn inclusion_proof<S: Store>(
+/// Proves that an entry is in the log: the entry, its RFC 9162 inclusion proof and the signed
+/// checkpoint the proof leads to — everything `custos verify-proof` needs offline.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/inclusion/{seq}",
+    tag = "proofs",
+    operation_id = "inclusion_proof",
+    params(
+        ("seq" = u64, Path, format = "uint64", maximum = 18446744073709551615usize, description = "The entry's position in the log"),
+        ProofParams,
+    ),
+    responses(
+        (status = 200, description = "The entry with its proof and checkpoint", body = openapi::ProofBundle),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn inclusion_proof<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-    Path(seq): Path<u64>,
-    params: std::result::Result<Query<ProofParams>, axum::extract::rejection::QueryRejection>,
+    caller: Caller,
+    seq: std::result::Result<Path<u64>, PathRejection>,
+    params: std::result::Result<Query<ProofParams>, QueryRejection>,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
-    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let entry = state.ledger.get(seq)?;
-    if entry.tenant != key.tenant {
-        return Err(Problem::not_found(format!("no entry `{seq}`")));
+    let key = authenticate(&state, &caller, &[]).await?;
+    let seq = path_param("seq", seq)?;
+    let p = query_params(params)?;
+    state.ledger.get_in_tenant(&seq.to_string(), &key.tenant)?;
+    // Like an entry that does not exist: no proof of it in that tree can.
+    if let Some(size) = p.tree_size
+        && seq >= size
+    {
+        return Err(Problem::not_found(format!(
+            "seq {seq} is not in the tree of size {size}"
+        )));
     }
     let bundle = state.ledger.prove(seq, p.tree_size).await?;
     Ok(Json(bundle).into_response())
 }
 
 /// Sizes of a consistency proof.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyParams {
+    /// The old tree size, at least 1 (every tree is consistent with the empty one).
+    #[param(format = "uint64", minimum = 1, maximum = 18446744073709551615usize)]
     first: u64,
+    /// The new tree size: at least `first` (400 otherwise) and at most the log's size (404
+    /// otherwise).
+    #[param(format = "uint64", minimum = 1, maximum = 18446744073709551615usize)]
     second: u64,
 }
 
-async fn consistency_proof<S: Store>(
+/// Proves that the tree of size `first` is a prefix of the tree of size `second` (RFC 9162).
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/consistency",
+    tag = "proofs",
+    operation_id = "consistency_proof",
+    params(ConsistencyParams),
+    responses(
+        (status = 200, description = "The consistency proof", body = openapi::ConsistencyProof),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn consistency_proof<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-    params: std::result::Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+    caller: Caller,
+    params: std::result::Result<Query<ConsistencyParams>, QueryRejection>,
 ) -> Result<Response> {
-    authenticate(&state, &headers).await?;
-    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    authenticate(&state, &caller, &[]).await?;
+    let p = query_params(params)?;
+    if p.first > p.second {
+        return Err(Problem::bad_request(format!(
+            "first ({}) must not exceed second ({})",
+            p.first, p.second
+        )));
+    }
+    // A tree the log has not grown to yet is not there, like a checkpoint never issued.
+    let size = state.ledger.size()?;
+    if p.second > size {
+        return Err(Problem::not_found(format!(
+            "the log holds {size} entries; it has no tree of size {}",
+            p.second
+        )));
+    }
     Ok(Json(state.ledger.consistency(p.first, p.second)?).into_response())
 }
 
-async fn checkpoint_for_size<S: Store>(
+/// The signed checkpoint issued for a tree size (C2SP signed note).
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoints/{size}",
+    tag = "proofs",
+    operation_id = "checkpoint_for_size",
+    params(("size" = u64, Path, format = "uint64", maximum = 18446744073709551615usize, description = "The tree size the checkpoint covers")),
+    responses(
+        (status = 200, description = "The checkpoint, a C2SP signed note", body = String, content_type = "text/plain"),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
+pub(crate) async fn checkpoint_for_size<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    Path(size): Path<u64>,
+    size: std::result::Result<Path<u64>, PathRejection>,
 ) -> Result<Response> {
+    let size = path_param("size", size)?;
     let cp = state.ledger.checkpoint_for_size(size)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -446,15 +822,39 @@ async fn checkpoint_for_size<S: Store>(
 }
 
 /// Range and format of an export or summary.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RangeParams {
+    /// Export format (default `jsonl`).
+    #[param(value_type = Option<openapi::ExportFormat>, nullable = false)]
     format: Option<String>,
+    /// From this time, inclusive (RFC 3339).
+    #[param(nullable = false, format = DateTime)]
     start: Option<String>,
+    /// Until this time, exclusive (RFC 3339).
+    #[param(nullable = false, format = DateTime)]
     end: Option<String>,
 }
 
-fn range_for(key: &ApiKey, p: &RangeParams) -> Result<custos_ledger::export::Range> {
+/// Range of a summary: like an export's, without a format.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// From this time, inclusive (RFC 3339).
+    #[param(nullable = false, format = DateTime)]
+    start: Option<String>,
+    /// Until this time, exclusive (RFC 3339).
+    #[param(nullable = false, format = DateTime)]
+    end: Option<String>,
+}
+
+fn range_for(
+    key: &ApiKey,
+    start: &Option<String>,
+    end: &Option<String>,
+) -> Result<custos_ledger::export::Range> {
     let time = |name: &str, v: &Option<String>| {
         v.as_deref()
             .map(|s| parse_rfc3339(s).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
@@ -462,8 +862,8 @@ fn range_for(key: &ApiKey, p: &RangeParams) -> Result<custos_ledger::export::Ran
     };
     Ok(custos_ledger::export::Range {
         tenant: Some(key.tenant.clone()),
-        start: time("start", &p.start)?,
-        end: time("end", &p.end)?,
+        start: time("start", start)?,
+        end: time("end", end)?,
     })
 }
 
@@ -483,20 +883,102 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-async fn export<S: Store>(
+/// Turns newline-terminated JSON texts into one JSON array, as they stream through.
+///
+/// The ledger exports CloudEvents one event per line; over HTTP they go out as
+/// `application/cloudevents-batch+json`, which is a JSON array of events (CloudEvents JSON
+/// format §4). Each event is one line because JSON text never holds a raw newline.
+struct LinesToArray<W> {
+    inner: W,
+    /// Events written so far (a separator goes before every later one).
+    started: bool,
+    /// A line ended; the next byte starts a new event.
+    at_line_start: bool,
+}
+
+impl<W: std::io::Write> LinesToArray<W> {
+    fn new(inner: W) -> Self {
+        LinesToArray {
+            inner,
+            started: false,
+            at_line_start: true,
+        }
+    }
+
+    /// Closes the array; call once, after the last event.
+    fn finish(mut self) -> std::io::Result<W> {
+        let close: &[u8] = if self.started { b"\n]\n" } else { b"[]\n" };
+        self.inner.write_all(close)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for LinesToArray<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in buf {
+            if b == b'\n' {
+                self.at_line_start = true;
+                continue;
+            }
+            if self.at_line_start {
+                out.extend_from_slice(if self.started { b",\n" } else { b"[\n" });
+                self.started = true;
+                self.at_line_start = false;
+            }
+            out.push(b);
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Exports the key's tenant's entries in a time range, streamed in constant memory.
+///
+/// Formats: `json` (one array), `jsonl` (one entry per line), `csv` (RFC 4180 with a header
+/// row; `data` and `request` as JSON text), `cloudevents` (a batch of CloudEvents 1.0
+/// structured events whose `data` is the entry).
+#[utoipa::path(
+    get,
+    path = "/v1/export",
+    tag = "ledger",
+    operation_id = "export",
+    params(RangeParams),
+    responses(
+        (status = 200, description = "The entries in the chosen format", content(
+            (Vec<openapi::Entry> = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+            (Vec<openapi::CloudEvent> = "application/cloudevents-batch+json"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn export<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-    params: std::result::Result<Query<RangeParams>, axum::extract::rejection::QueryRejection>,
+    caller: Caller,
+    params: std::result::Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
-    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let key = authenticate(&state, &caller, &[]).await?;
+    let p = query_params(params)?;
     let format: custos_ledger::export::Format = p
         .format
         .as_deref()
         .unwrap_or("jsonl")
         .parse()
-        .map_err(Problem::bad_request)?;
-    let range = range_for(&key, &p)?;
+        .map_err(|e: String| Problem {
+            field: Some("format".into()),
+            ..Problem::bad_request(e)
+        })?;
+    let range = range_for(&key, &p.start, &p.end)?;
     let content_type = match format {
         custos_ledger::export::Format::Json => "application/json",
         custos_ledger::export::Format::JsonLines => "application/x-ndjson",
@@ -507,14 +989,22 @@ async fn export<S: Store>(
     let ledger = state.ledger.clone();
     tokio::task::spawn_blocking(move || {
         let origin = ledger.config().origin.clone();
-        let mut out = ChannelWriter(tx.clone());
-        if let Err(e) = custos_ledger::export::export(
-            ledger.store().as_ref(),
-            &origin,
-            format,
-            &range,
-            &mut out,
-        ) {
+        let store = ledger.store();
+        let run = |out: &mut dyn std::io::Write| {
+            custos_ledger::export::export(store.as_ref(), &origin, format, &range, out)
+        };
+        let done = match format {
+            custos_ledger::export::Format::CloudEvents => {
+                let mut out = LinesToArray::new(ChannelWriter(tx.clone()));
+                run(&mut out).and_then(|_| {
+                    out.finish()
+                        .map(drop)
+                        .map_err(custos_ledger::LedgerError::Output)
+                })
+            }
+            _ => run(&mut ChannelWriter(tx.clone())).map(drop),
+        };
+        if let Err(e) = done {
             tracing::warn!(error = %e, "export stopped");
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
@@ -523,17 +1013,31 @@ async fn export<S: Store>(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
-async fn summary<S: Store>(
+/// Counts the key's tenant's entries in a time range by event type, severity, actor,
+/// resource and outcome.
+#[utoipa::path(
+    get,
+    path = "/v1/summary",
+    tag = "ledger",
+    operation_id = "summary",
+    params(SummaryParams),
+    responses(
+        (status = 200, description = "The counts", body = openapi::Summary),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn summary<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
-    params: std::result::Result<Query<RangeParams>, axum::extract::rejection::QueryRejection>,
+    caller: Caller,
+    params: std::result::Result<Query<SummaryParams>, QueryRejection>,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
-    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
-    if p.format.is_some() {
-        return Err(Problem::bad_request("a summary has no format"));
-    }
-    let range = range_for(&key, &p)?;
+    let key = authenticate(&state, &caller, &[]).await?;
+    let p = query_params(params)?;
+    let range = range_for(&key, &p.start, &p.end)?;
     let ledger = state.ledger.clone();
     let s = tokio::task::spawn_blocking(move || {
         custos_ledger::export::summary(ledger.store().as_ref(), &range)
@@ -543,18 +1047,36 @@ async fn summary<S: Store>(
     Ok(Json(s).into_response())
 }
 
-async fn verify_ledger<S: Store>(
+/// Verifies the whole ledger (SPEC §3.4): every entry's canonical form, the `prev_hash`
+/// chain, the tree, and every checkpoint. For admin and auditor keys.
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/verify",
+    tag = "ledger",
+    operation_id = "verify_ledger",
+    responses(
+        (status = 200, description = "The verification report; `failure` is null when the ledger is intact", body = openapi::VerificationReport),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn verify_ledger<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response> {
-    let key = authenticate(&state, &headers).await?;
+    let key = authenticate(&state, &caller, &[]).await?;
     if !key
         .roles
         .iter()
         .any(|r| matches!(r, Role::Admin | Role::Auditor))
     {
-        return Err(Problem::forbidden(
-            "verification is for admin and auditor keys",
+        return Err(state.deny(
+            &caller,
+            &key,
+            Problem::forbidden("verification is for admin and auditor keys"),
         ));
     }
     let ledger = state.ledger.clone();
@@ -567,8 +1089,281 @@ async fn verify_ledger<S: Store>(
     Ok(Json(report).into_response())
 }
 
-async fn checkpoint<S: Store>(State(state): State<Arc<AppState<S>>>) -> Result<Response> {
-    let cp = state.ledger.checkpoint().await?;
+/// A key to issue (`POST /v1/keys`). An agent key (role `agent`) names the agent it writes
+/// as; other keys name none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"roles": ["agent"], "agent": "agent:billing-bot"}))]
+pub struct NewKey {
+    /// Tenant (default: the issuing key's); only an admin of the `system` tenant may name
+    /// another.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")]
+    pub tenant: Option<String>,
+    /// Roles, at least one.
+    #[schema(value_type = Vec<openapi::Role>, min_items = 1)]
+    pub roles: Vec<String>,
+    /// For an agent key, the agent it writes as (`agent:<id>` or just `<id>`).
+    #[schema(
+        max_length = 4090,
+        pattern = "^(?!agent:$)[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]+$"
+    )]
+    pub agent: Option<String>,
+    /// Requests made with the key must be signed (SPEC §4.6); default false.
+    #[serde(default)]
+    pub signed: bool,
+}
+
+/// A newly issued key: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuedKey {
+    /// The key as the registry knows it.
+    #[schema(value_type = openapi::ApiKey)]
+    pub key: ApiKey,
+    /// The key text, `ck_<id>_<secret>`, to send as a bearer token; shown only now.
+    pub secret: String,
+    /// For a `signed` key, the secret its requests are signed with (`cks_…`); shown only now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub signing_secret: Option<String>,
+}
+
+/// API keys.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyList {
+    /// The keys, revoked ones included.
+    #[schema(value_type = Vec<openapi::ApiKey>)]
+    pub keys: Vec<ApiKey>,
+}
+
+/// A revoked key.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedKey {
+    /// The key, now with its `revoked_seq`.
+    #[schema(value_type = openapi::ApiKey)]
+    pub key: ApiKey,
+}
+
+impl From<KeyError> for Problem {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::BadRequest(m) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-key-request",
+                "Invalid key request",
+                m,
+            ),
+            KeyError::NotFound(_) => Problem::not_found(e.to_string()),
+            KeyError::Ledger(l) => Problem::from(l),
+            KeyError::Unauthenticated => Problem::unauthenticated(),
+            other @ KeyError::BadRecord { .. } => Problem::from(LedgerError::BadRequest(format!(
+                "the key registry is damaged: {other}"
+            ))),
+        }
+    }
+}
+
+/// An admin key, and whether it administers every tenant (it belongs to `system`).
+fn require_admin<S: Store>(state: &AppState<S>, caller: &Caller, key: &ApiKey) -> Result<bool> {
+    if !key.roles.contains(&Role::Admin) {
+        return Err(state.deny(
+            caller,
+            key,
+            Problem::forbidden("managing keys is for admin keys"),
+        ));
+    }
+    Ok(key.tenant == custos_ledger::SYSTEM_TENANT)
+}
+
+/// Issues an API key. For admin keys; an admin of the `system` tenant may issue keys in any
+/// tenant, others only in their own. The issue is recorded in the ledger.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "create_key",
+    request_body(content = NewKey, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The key, with its secret (shown only now)", body = IssuedKey),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn create_key<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response> {
+    let key = authenticate(&state, &caller, &body).await?;
+    let every_tenant = require_admin(&state, &caller, &key)?;
+    let req: NewKey = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the body is not a key request: {e}")))?;
+    let tenant = req.tenant.unwrap_or_else(|| key.tenant.clone());
+    if tenant != key.tenant && !every_tenant {
+        return Err(state.deny(
+            &caller,
+            &key,
+            Problem::forbidden("an admin key issues keys only in its own tenant"),
+        ));
+    }
+    let roles = req
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Role::parse(r).ok_or_else(|| Problem {
+                field: Some(format!("roles[{i}]")),
+                ..Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-key-request",
+                    "Invalid key request",
+                    format!(
+                        "`{r}` is not one of admin, auditor, security, finance, manager, \
+                         orchestrator, agent"
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let issued = state
+        .keys
+        .write()
+        .await
+        .issue(
+            &state.ledger,
+            &tenant,
+            &roles,
+            req.agent.as_deref(),
+            req.signed,
+            &format!("user:apikey-{}", key.id),
+        )
+        .await?;
+    let out = IssuedKey {
+        key: issued.key,
+        secret: issued.text,
+        signing_secret: issued.signing_secret,
+    };
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Lists API keys: the key's tenant's, or every tenant's for an admin of `system`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn list_keys<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    caller: Caller,
+) -> Result<Response> {
+    let key = authenticate(&state, &caller, &[]).await?;
+    let every_tenant = require_admin(&state, &caller, &key)?;
+    let keys = state.keys.read().await;
+    let keys = keys
+        .list((!every_tenant).then_some(key.tenant.as_str()))
+        .into_iter()
+        .cloned()
+        .collect();
+    Ok(Json(KeyList { keys }).into_response())
+}
+
+/// Revokes an API key; from then on it authenticates nothing. The revocation is recorded in
+/// the ledger.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revoke_key",
+    params(("id" = String, Path, description = "The key's public id")),
+    responses(
+        (status = 200, description = "The revoked key", body = RevokedKey),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("apiKey" = []))
+)]
+pub(crate) async fn revoke_key<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    caller: Caller,
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> Result<Response> {
+    let key = authenticate(&state, &caller, &[]).await?;
+    let id = path_param("id", id)?;
+    let every_tenant = require_admin(&state, &caller, &key)?;
+    let mut keys = state.keys.write().await;
+    // Another tenant's key does not exist, as far as this admin can tell.
+    let revoked = keys
+        .list((!every_tenant).then_some(key.tenant.as_str()))
+        .iter()
+        .find(|k| k.id == id)
+        .map(|k| k.revoked_seq)
+        .ok_or_else(|| Problem::not_found(format!("no API key with id `{id}`")))?;
+    if let Some(seq) = revoked {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "already-revoked",
+            "Already revoked",
+            format!("API key `{id}` was revoked by ledger entry {seq}"),
+        ));
+    }
+    let key = keys
+        .revoke(&state.ledger, &id, &format!("user:apikey-{}", key.id))
+        .await?;
+    Ok(Json(RevokedKey { key }).into_response())
+}
+
+/// The latest checkpoint: a C2SP signed note over the `tlog-checkpoint` body. Anyone may read
+/// the latest one issued (the server issues one every checkpoint interval while entries
+/// arrive); a caller with a key gets one covering every entry acknowledged before its call,
+/// issued now if needed — issuing is a state change, so it needs a key.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoint",
+    tag = "proofs",
+    operation_id = "checkpoint",
+    security((), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The latest checkpoint, a C2SP signed note", body = String, content_type = "text/plain"),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn checkpoint<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    caller: Caller,
+) -> Result<Response> {
+    let cp = if caller.headers.contains_key(header::AUTHORIZATION) {
+        authenticate(&state, &caller, &[]).await?;
+        state.ledger.checkpoint().await?
+    } else {
+        state
+            .ledger
+            .latest_checkpoint()?
+            .ok_or_else(|| Problem::not_found("no checkpoint has been issued yet"))?
+    };
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,
@@ -576,7 +1371,17 @@ async fn checkpoint<S: Store>(State(state): State<Arc<AppState<S>>>) -> Result<R
         .into_response())
 }
 
-async fn verifier_key<S: Store>(State(state): State<Arc<AppState<S>>>) -> Response {
+/// The log's public key in C2SP note-verifier format, to check checkpoints with.
+#[utoipa::path(
+    get,
+    path = "/.well-known/custos/log.pub",
+    tag = "proofs",
+    operation_id = "verifier_key",
+    responses(
+        (status = 200, description = "The note verifier key (`<origin>+<hash>+<base64 key>`)", body = String, content_type = "text/plain"),
+    )
+)]
+pub(crate) async fn verifier_key<S: Store>(State(state): State<Arc<AppState<S>>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{}\n", state.ledger.verifier()),
@@ -584,44 +1389,161 @@ async fn verifier_key<S: Store>(State(state): State<Arc<AppState<S>>>) -> Respon
         .into_response()
 }
 
-async fn healthz() -> &'static str {
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    operation_id = "healthz",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz<S: Store>(State(state): State<Arc<AppState<S>>>) -> Result<&'static str> {
-    state.ledger.size().map_err(|_| {
-        Problem::new(
+/// Readiness: the store accepts appends and the indexes are not far behind the log (queries
+/// stay complete either way, but scan the unindexed tail).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn readyz<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+) -> Result<&'static str> {
+    let not_ready = |detail: String| Problem {
+        retry_after: Some(1),
+        ..Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "Not ready",
-            "the store is not readable",
+            detail,
         )
-    })?;
+    };
+    let health = state
+        .ledger
+        .store()
+        .health()
+        .map_err(|e| not_ready(format!("the store is not readable: {e}")))?;
+    if let Some(why) = health.unwritable {
+        return Err(not_ready(format!(
+            "the store does not accept appends: {why}"
+        )));
+    }
+    let lag = health.size.saturating_sub(health.indexed);
+    if lag > state.max_index_lag {
+        return Err(not_ready(format!(
+            "the indexes are {lag} entries behind the log (at most {})",
+            state.max_index_lag
+        )));
+    }
     Ok("ready\n")
+}
+
+/// This OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json"))
+)]
+pub(crate) async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::json(),
+    )
+        .into_response()
 }
 
 async fn fallback() -> Problem {
     Problem::not_found("no such endpoint")
 }
 
+/// The router being built, with the list of what it serves.
+struct Routes<S: Store> {
+    router: Router<Arc<AppState<S>>>,
+    served: Vec<(MethodFilter, &'static str)>,
+}
+
+impl<S: Store> Routes<S> {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            served: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, method: MethodFilter, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<AppState<S>>>,
+        T: 'static,
+    {
+        self.router = self.router.route(path, on(method, handler));
+        self.served.push((method, path));
+        self
+    }
+}
+
+/// Every route of the API. The OpenAPI document must describe exactly these; a test checks.
+fn routes<S: Store>() -> Routes<S> {
+    use MethodFilter as M;
+    Routes::new()
+        .add(M::POST, "/v1/entries", append_one::<S>)
+        .add(M::GET, "/v1/entries", query_entries::<S>)
+        .add(M::POST, "/v1/entries:batch", append_batch::<S>)
+        .add(M::GET, "/v1/entries/{id}", get_entry::<S>)
+        .add(M::GET, "/v1/proofs/inclusion/{seq}", inclusion_proof::<S>)
+        .add(M::GET, "/v1/checkpoint", checkpoint::<S>)
+        .add(M::GET, "/v1/checkpoints/{size}", checkpoint_for_size::<S>)
+        .add(M::GET, "/v1/proofs/consistency", consistency_proof::<S>)
+        .add(M::GET, "/v1/export", export::<S>)
+        .add(M::GET, "/v1/summary", summary::<S>)
+        .add(M::GET, "/v1/ledger/verify", verify_ledger::<S>)
+        .add(M::POST, "/v1/keys", create_key::<S>)
+        .add(M::GET, "/v1/keys", list_keys::<S>)
+        .add(M::DELETE, "/v1/keys/{id}", revoke_key::<S>)
+        .add(M::GET, "/.well-known/custos/log.pub", verifier_key::<S>)
+        .add(M::GET, "/healthz", healthz)
+        .add(M::GET, "/readyz", readyz::<S>)
+        .add(M::GET, "/openapi.json", openapi_json)
+}
+
+/// What [`router`] serves: (method, path), methods in lower case as OpenAPI names them.
+#[cfg(test)]
+pub(crate) fn served_routes() -> Vec<(&'static str, &'static str)> {
+    let names = [
+        (MethodFilter::GET, "get"),
+        (MethodFilter::POST, "post"),
+        (MethodFilter::PUT, "put"),
+        (MethodFilter::PATCH, "patch"),
+        (MethodFilter::DELETE, "delete"),
+    ];
+    routes::<custos_store::embedded::EmbeddedStore>()
+        .served
+        .into_iter()
+        .map(|(filter, path)| {
+            let name = names
+                .iter()
+                .find(|(f, _)| *f == filter)
+                .map_or("unnamed", |(_, n)| n);
+            (name, path)
+        })
+        .collect()
+}
+
 /// The router of the API.
 pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
-    Router::new()
-        .route("/v1/entries", post(append_one::<S>).get(query_entries::<S>))
-        .route("/v1/entries:batch", post(append_batch::<S>))
-        .route("/v1/entries/{id}", get(get_entry::<S>))
-        .route("/v1/proofs/inclusion/{seq}", get(inclusion_proof::<S>))
-        .route("/v1/checkpoint", get(checkpoint::<S>))
-        .route("/v1/checkpoints/{size}", get(checkpoint_for_size::<S>))
-        .route("/v1/proofs/consistency", get(consistency_proof::<S>))
-        .route("/v1/export", get(export::<S>))
-        .route("/v1/summary", get(summary::<S>))
-        .route("/v1/ledger/verify", get(verify_ledger::<S>))
-        .route("/.well-known/custos/log.pub", get(verifier_key::<S>))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
+    let max_body_bytes = state.max_body_bytes;
+    routes::<S>()
+        .router
         .fallback(fallback)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
@@ -645,6 +1567,25 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("application/problem+json")
         );
+    }
+
+    #[test]
+    fn cloudevent_lines_become_one_json_array() {
+        let check = |chunks: &[&str], want: &str| {
+            let mut w = LinesToArray::new(Vec::new());
+            for c in chunks {
+                std::io::Write::write_all(&mut w, c.as_bytes()).expect("write to a Vec");
+            }
+            let out = w.finish().expect("finish into a Vec");
+            assert_eq!(String::from_utf8_lossy(&out), want, "{chunks:?}");
+        };
+        check(&[], "[]\n");
+        check(&["{\"a\":1}\n"], "[\n{\"a\":1}\n]\n");
+        check(
+            &["{\"a\":1}\n{\"b\"", ":2}\n", "{}\n"],
+            "[\n{\"a\":1},\n{\"b\":2},\n{}\n]\n",
+        );
+        check(&["{\"a\":", "1}", "\n"], "[\n{\"a\":1}\n]\n");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::signing::SigningKeys;
+
 /// Event type of an issued key.
 pub const KEY_CREATED: &str = "api_key_created";
 /// Event type of a revoked key.
@@ -101,6 +103,8 @@ pub struct IssuedKey {
     pub key: ApiKey,
     /// `ck_<id>_<secret>`, to hand to its holder once.
     pub text: String,
+    /// For a `signed` key: the HMAC secret its requests are signed with (`cks_…`).
+    pub signing_secret: Option<String>,
 }
 
 /// Why a key was not accepted, or a key operation refused.
@@ -137,9 +141,33 @@ fn key_hash(text: &str) -> [u8; 32] {
 #[derive(Debug, Default)]
 pub struct KeyRegistry {
     keys: BTreeMap<String, (ApiKey, [u8; 32])>,
+    signing: Option<SigningKeys>,
 }
 
 impl KeyRegistry {
+    /// Lets the registry issue `signed` keys and check their signatures.
+    pub fn with_signing(mut self, signing: SigningKeys) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    /// The signing secret of a `signed` key, when the registry can derive it.
+    pub fn signing_secret(&self, key: &ApiKey) -> Option<String> {
+        key.signed
+            .then(|| self.signing.as_ref().map(|s| s.secret_for(&key.id)))
+            .flatten()
+    }
+
+    /// The key a presented text claims to be, by its public id only — to attribute a refusal,
+    /// never to grant anything.
+    pub fn claimed(&self, presented: &str) -> Option<&ApiKey> {
+        let id = presented
+            .strip_prefix("ck_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(id, _)| id)?;
+        self.keys.get(id).map(|(k, _)| k)
+    }
+
     /// Rebuilds the registry from the key entries in the ledger, in order.
     pub fn load<S: Store>(ledger: &Ledger<S>) -> Result<Self, KeyError> {
         let mut reg = KeyRegistry::default();
@@ -237,6 +265,11 @@ impl KeyRegistry {
         if roles.is_empty() {
             return Err(KeyError::BadRequest("a key needs at least one role".into()));
         }
+        if signed && self.signing.is_none() {
+            return Err(KeyError::BadRequest(
+                "this registry has no server signing secret, so it cannot issue signed keys".into(),
+            ));
+        }
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();
@@ -293,8 +326,17 @@ impl KeyRegistry {
             created_seq: receipt.seq,
             revoked_seq: None,
         };
+        let signing_secret = self
+            .signing
+            .as_ref()
+            .filter(|_| signed)
+            .map(|s| s.secret_for(&id));
         self.keys.insert(id, (key.clone(), hash));
-        Ok(IssuedKey { key, text })
+        Ok(IssuedKey {
+            key,
+            text,
+            signing_secret,
+        })
     }
 
     /// Revokes a key; recorded in the ledger. Revoking twice is refused.

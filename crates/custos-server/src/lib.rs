@@ -1,38 +1,168 @@
 //! custos-server: the only crate that knows HTTP, wire shapes and authentication.
 //!
 //! It holds authentication — API keys bound to a tenant and roles, kept as ledger entries and
-//! checked in constant time ([`keys`]) — and the first part of the HTTP API ([`http`],
-//! [`serve`]): ledger endpoints, problem+json errors, backpressure, health.
+//! checked in constant time ([`keys`]), request signatures ([`signing`]), and the record of
+//! refusals ([`auth`]) — and the HTTP API ([`http`], [`serve`]): ledger and key endpoints,
+//! problem+json errors, backpressure, health.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod http;
 pub mod keys;
+pub mod openapi;
+pub mod ops;
+pub mod signing;
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use custos_ledger::Ledger;
 use custos_store::Store;
 
-/// Serves the API on `listener` until `shutdown` resolves, with a checkpointer alongside; then
-/// drains in-flight requests, issues a final checkpoint and closes the store.
+/// How to serve, beyond the ledger and keys.
+pub struct ServeOptions {
+    /// Nonces of signed requests (journaled, for a real server).
+    pub nonces: signing::NonceStore,
+    /// Largest request body, bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// `/readyz` fails while the indexes are further behind than this many entries.
+    pub max_index_lag: u64,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    pub drain: Duration,
+    /// Keep this signed JSON Lines mirror current (SPEC §3.7), synced every second.
+    pub mirror: Option<custos_ledger::mirror::MirrorConfig>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            nonces: signing::NonceStore::in_memory(),
+            max_body_bytes: http::MAX_BODY_BYTES,
+            max_index_lag: http::MAX_INDEX_LAG,
+            tls: None,
+            drain: Duration::from_secs(30),
+            mirror: None,
+        }
+    }
+}
+
+/// A TLS configuration from PEM files: a certificate chain and its private key (PKCS#8,
+/// PKCS#1 or SEC1). Errors name the file and what is wrong with it.
+pub fn tls_from_pem(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "TLS certificate {}: no CERTIFICATE block found",
+            cert.display()
+        ));
+    }
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| {
+            format!(
+                "TLS key {} does not fit the certificate: {e}",
+                key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, with a checkpointer and the
+/// refusal recorder alongside; then drains in-flight requests, records pending refusals,
+/// issues a final checkpoint and closes the store.
 pub async fn serve<S: Store>(
     ledger: Arc<Ledger<S>>,
     keys: keys::KeyRegistry,
     listener: tokio::net::TcpListener,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let checkpointer = tokio::spawn(ledger.clone().run_checkpointer(stopped));
+    // Two stop signals: the recorder stops first, so the final checkpoint covers its entries.
+    let (stop_recorder, recorder_stopped) = tokio::sync::watch::channel(false);
+    let (stop_checkpointer, checkpointer_stopped) = tokio::sync::watch::channel(false);
+    let (stop_mirror, mirror_stopped) = tokio::sync::watch::channel(false);
+    let mirror = options.mirror.map(|config| {
+        tokio::spawn(custos_ledger::mirror::run_mirror(
+            ledger.store().clone(),
+            config,
+            Duration::from_secs(1),
+            mirror_stopped,
+        ))
+    });
+    let checkpointer = tokio::spawn(ledger.clone().run_checkpointer(checkpointer_stopped));
+    let failures = Arc::new(auth::FailureLog::default());
+    let recorder = tokio::spawn(failures.clone().run(ledger.clone(), recorder_stopped));
     let state = Arc::new(http::AppState {
         ledger: ledger.clone(),
         keys: tokio::sync::RwLock::new(keys),
+        nonces: Arc::new(options.nonces),
+        failures,
+        max_body_bytes: options.max_body_bytes,
+        max_index_lag: options.max_index_lag,
     });
-    let result = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop.send(true);
+    let ops = Arc::new(ops::Ops::new(ledger.clone()));
+    let app = ops::instrument(http::router(state), ops)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    // Stop accepting on `shutdown`, then give in-flight requests `drain` to finish.
+    let handle = axum_server::Handle::new();
+    let drain = options.drain;
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_shutdown.graceful_shutdown(Some(drain));
+    });
+    let listener = listener.into_std()?;
+    let result = match options.tls {
+        Some(tls) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+            axum_server::from_tcp(listener)?
+                .acceptor(
+                    axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+                )
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => {
+            // Small responses go out at once (no Nagle delay against delayed ACKs).
+            axum_server::from_tcp(listener)?
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+    };
+    let _ = stop_recorder.send(true);
+    if let Err(e) = recorder.await {
+        tracing::error!(error = %e, "the refusal recorder failed");
+    }
+    let _ = stop_checkpointer.send(true);
     if let Err(e) = checkpointer.await {
         tracing::error!(error = %e, "the checkpointer failed");
+    }
+    // The mirror last: it then holds every entry, up to the final checkpoint.
+    let _ = stop_mirror.send(true);
+    if let Some(m) = mirror
+        && let Err(e) = m.await
+    {
+        tracing::error!(error = %e, "the mirror failed");
     }
     if let Err(e) = ledger.store().close().await {
         tracing::error!(error = %e, "closing the store failed");

@@ -7,6 +7,7 @@ use custos_core::entry::Limits;
 use custos_core::note::Signer;
 use custos_ledger::{Ledger, LedgerConfig};
 use custos_server::keys::{KEY_CREATED, KEY_REVOKED, KeyError, KeyRegistry, Role};
+use custos_server::signing::SigningKeys;
 use custos_store::embedded::{EmbeddedConfig, EmbeddedStore};
 use custos_store::system_clock;
 
@@ -27,7 +28,9 @@ async fn ledger_in(dir: &std::path::Path) -> Ledger<EmbeddedStore> {
 async fn keys_live_in_the_ledger_and_only_as_hashes() {
     let dir = tempfile::tempdir().expect("tmp");
     let ledger = ledger_in(dir.path()).await;
-    let mut reg = KeyRegistry::load(&ledger).expect("empty registry");
+    let mut reg = KeyRegistry::load(&ledger)
+        .expect("empty registry")
+        .with_signing(SigningKeys::new([9; 32]));
     let admin = reg
         .issue(
             &ledger,
@@ -57,6 +60,20 @@ async fn keys_live_in_the_ledger_and_only_as_hashes() {
         .await
         .expect("issue agent key");
     assert_eq!(agent.key.agent.as_deref(), Some("agent:crm-bot"));
+    // Only a signed key gets a signing secret, derived from the server secret and its id.
+    assert!(admin.signing_secret.is_none());
+    let signing = agent
+        .signing_secret
+        .clone()
+        .expect("signed key has a secret");
+    assert_eq!(signing, SigningKeys::new([9; 32]).secret_for(&agent.key.id));
+    assert_eq!(reg.signing_secret(&agent.key), Some(signing.clone()));
+    let agent_entry =
+        serde_json::to_string(&ledger.get(agent.key.created_seq).expect("entry")).expect("json");
+    assert!(
+        !agent_entry.contains(&signing["cks_".len()..]),
+        "no signing secret in the ledger"
+    );
 
     // The key authenticates; anything else gets the same refusal.
     assert_eq!(
@@ -150,6 +167,19 @@ async fn bad_issue_requests_are_refused_and_record_nothing() {
             "{roles:?} {agent:?}"
         );
     }
+    // A registry without the server secret cannot issue signed keys.
+    assert!(matches!(
+        reg.issue(
+            &ledger,
+            "acme",
+            &[Role::Orchestrator],
+            None,
+            true,
+            "user:root"
+        )
+        .await,
+        Err(KeyError::BadRequest(_))
+    ));
     assert!(matches!(
         reg.issue(
             &ledger,

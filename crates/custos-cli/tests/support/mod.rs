@@ -1,9 +1,13 @@
-//! Shared helpers: run the real `custos` binary, and read/write segment records on disk.
+//! Shared helpers: run the real `custos` binary, read/write segment records on disk, and
+//! speak HTTP to `custos serve` with a tiny hand-written client.
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn custos(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_custos"))
@@ -132,4 +136,304 @@ pub fn verify(data: &Path) -> (i32, serde_json::Value) {
         )
     });
     (out.status.code().unwrap_or(-1), report)
+}
+
+// ---------------------------------------------------------------------------------------
+// `custos serve` and a minimal HTTP/1.1 client.
+
+/// A running `custos serve`; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Sends SIGTERM (graceful shutdown) and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.child.wait().expect("wait for custos serve")
+    }
+}
+
+/// Starts `custos --data DATA serve` on a free loopback port and waits for its listen line.
+pub fn start(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn custos serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the listen line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    Server { child, addr }
+}
+
+/// A response: status, the head lower-cased, and the (de-chunked) body.
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                self.body.chars().take(2000).collect::<String>()
+            )
+        })
+    }
+
+    /// A header's value (name in any case), trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        self.headers.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            (n.trim() == name).then(|| v.trim().to_owned())
+        })
+    }
+
+    /// Whether the content type is `application/problem+json`.
+    pub fn is_problem(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("application/problem+json"))
+    }
+
+    /// The `type` of a problem+json body (empty when the body is not one).
+    pub fn problem_type(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// A short description for assertion messages.
+    pub fn show(&self) -> String {
+        format!(
+            "{} {}",
+            self.status,
+            self.body.chars().take(1000).collect::<String>()
+        )
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection, optional bearer key, JSON body.
+pub fn http(addr: &str, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Resp {
+    http_with(
+        addr,
+        method,
+        path,
+        key,
+        &[],
+        body.map(str::as_bytes).unwrap_or_default(),
+    )
+}
+
+/// [`http`] with extra headers and a body of arbitrary bytes. The body is written from a
+/// second thread while the response is read, so a server that answers before reading all of
+/// it (413) is heard; write errors after that are ignored.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(k) = key {
+        head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    let mut w = s.try_clone().expect("clone the socket");
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&req);
+    });
+    let mut raw = Vec::new();
+    // A reset after the response (the server did not read the whole body) is not an error
+    // here: what was read so far is kept.
+    let _ = s.read_to_end(&mut raw);
+    let _ = writer.join();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let rest = &raw[split + 4..];
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = rest;
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size line");
+            let size = std::str::from_utf8(&rest[..eol]).expect("chunk size");
+            let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .expect("hex size");
+            if n == 0 {
+                break;
+            }
+            let after = &rest[eol + 2..];
+            out.extend_from_slice(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers: head,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `custos keys create ARGS`: the key text (first stdout line).
+pub fn key(data: &Path, args: &[&str]) -> String {
+    let mut all = vec!["keys", "create"];
+    all.extend_from_slice(args);
+    ok(&custos(data, &all))
+        .lines()
+        .next()
+        .expect("a key line")
+        .trim()
+        .to_owned()
+}
+
+/// `custos keys create --signed ARGS`: (key text, signing secret).
+pub fn signed_key(data: &Path, args: &[&str]) -> (String, String) {
+    let mut all = vec!["keys", "create", "--signed"];
+    all.extend_from_slice(args);
+    let out = ok(&custos(data, &all));
+    let mut lines = out.lines();
+    let key = lines.next().expect("key line").trim().to_owned();
+    let secret = lines.next().expect("signing secret line").trim().to_owned();
+    assert!(key.starts_with("ck_"), "{out}");
+    assert!(secret.starts_with("cks_"), "{out}");
+    (key, secret)
+}
+
+/// The public id of a key text `ck_<id>_<secret>`.
+pub fn key_id(key: &str) -> String {
+    key.strip_prefix("ck_")
+        .and_then(|r| r.split_once('_'))
+        .map(|(id, _)| id.to_owned())
+        .expect("a ck_<id>_<secret> key")
+}
+
+/// The tree size: durable entries, as `/metrics` reports them.
+pub fn tree_size(addr: &str) -> u64 {
+    // The live size, from /metrics (a checkpoint may be up to a second behind).
+    let r = http(addr, "GET", "/metrics", None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix("custos_ledger_entries "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no custos_ledger_entries in {}", r.body))
+}
+
+/// The server's clock, unix seconds (same machine).
+pub fn unix_now() -> i64 {
+    custos_server::signing::unix_now()
+}
+
+/// A nonce never used before in this process.
+pub fn fresh_nonce() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "nonce-{}-{}-{:08}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The three signature headers (SPEC §4.6) of a request, as a client computes them.
+pub fn signature_headers(
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    timestamp: i64,
+    nonce: &str,
+) -> [(&'static str, String); 3] {
+    let ts = timestamp.to_string();
+    let sig = custos_server::signing::sign(
+        secret,
+        &custos_server::signing::string_to_sign(method, path_and_query, &ts, nonce, body),
+    );
+    [
+        ("X-Custos-Timestamp", ts),
+        ("X-Custos-Nonce", nonce.to_owned()),
+        ("X-Custos-Signature", sig),
+    ]
+}
+
+/// Borrows owned header pairs for [`http_with`].
+pub fn header_refs<'a>(h: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    h.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
+/// A correctly signed request, now, with a fresh nonce.
+pub fn signed_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    secret: &str,
+    body: Option<&str>,
+) -> Resp {
+    let body = body.unwrap_or("").as_bytes();
+    let h = signature_headers(secret, method, path, body, unix_now(), &fresh_nonce());
+    http_with(addr, method, path, Some(key), &header_refs(&h), body)
 }

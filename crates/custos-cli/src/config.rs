@@ -1,0 +1,357 @@
+//! Configuration: a TOML file, then `CUSTOS_*` environment variables over it, then
+//! command-line flags over both. Every setting has a default, so no file is needed.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"        # CUSTOS_LISTEN
+//! data_dir = "./custos-data"       # CUSTOS_DATA
+//! checkpoint_interval_secs = 1     # CUSTOS_CHECKPOINT_INTERVAL_SECS
+//! drain_secs = 30                  # CUSTOS_DRAIN_SECS: shutdown waits this long for requests
+//!
+//! [limits]
+//! max_body_bytes = 33554432        # CUSTOS_MAX_BODY_BYTES: larger bodies get 413
+//! max_queued_entries = 200000      # CUSTOS_MAX_QUEUED_ENTRIES: beyond it, 503 + Retry-After
+//! max_entry_bytes = 65536          # CUSTOS_MAX_ENTRY_BYTES: canonical size of one entry
+//! ready_max_index_lag = 1000000    # CUSTOS_READY_MAX_INDEX_LAG: /readyz fails beyond it
+//!
+//! [log]
+//! level = "info"                   # CUSTOS_LOG: a level or a tracing filter
+//! format = "json"                  # CUSTOS_LOG_FORMAT: json or text
+//!
+//! [tls]                            # optional; serves HTTPS when present
+//! cert = "/etc/custos/tls.crt"     # CUSTOS_TLS_CERT (PEM chain)
+//! key = "/etc/custos/tls.key"      # CUSTOS_TLS_KEY (PEM: PKCS#8, PKCS#1 or SEC1)
+//!
+//! [mirror]                         # optional; keeps the signed JSON Lines mirror current
+//! dir = "/var/lib/custos/mirror"   # CUSTOS_MIRROR_DIR
+//! key_file = "/etc/custos/mirror.key" # CUSTOS_MIRROR_KEY_FILE
+//! max_file_bytes = 67108864        # CUSTOS_MIRROR_MAX_FILE_BYTES
+//! ```
+//!
+//! Environment values go through the same typed parse as the file: one path, one set of
+//! errors, each naming the variable or key that was wrong.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use serde::Deserialize;
+
+/// Everything `custos serve` can be told.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Seconds between checkpoints while entries arrive.
+    pub checkpoint_interval_secs: u64,
+    /// Seconds shutdown waits for in-flight requests.
+    pub drain_secs: u64,
+    /// Limits.
+    pub limits: Limits,
+    /// Logging.
+    pub log: Log,
+    /// HTTPS.
+    pub tls: Option<Tls>,
+    /// The signed JSON Lines mirror.
+    pub mirror: Option<Mirror>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./custos-data"),
+            checkpoint_interval_secs: 1,
+            drain_secs: 30,
+            limits: Limits::default(),
+            log: Log::default(),
+            tls: None,
+            mirror: None,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Append queue capacity, entries.
+    pub max_queued_entries: usize,
+    /// Largest canonical entry.
+    pub max_entry_bytes: usize,
+    /// `/readyz` fails while the indexes are further behind the log than this.
+    pub ready_max_index_lag: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: custos_server::http::MAX_BODY_BYTES,
+            max_queued_entries: custos_store::embedded::EmbeddedConfig::default()
+                .max_queued_entries,
+            max_entry_bytes: custos_core::entry::Limits::default().max_entry_bytes,
+            ready_max_index_lag: custos_server::http::MAX_INDEX_LAG,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A level (`info`) or a tracing filter (`info,custos_server=debug`).
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// `[mirror]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    /// Directory of the mirror files.
+    pub dir: PathBuf,
+    /// File holding the HMAC key.
+    pub key_file: PathBuf,
+    /// Rotate files at this size.
+    #[serde(default = "default_mirror_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+fn default_mirror_file_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+}
+
+/// Environment variables and the key each overrides.
+const ENV: &[(&str, &[&str], Kind)] = &[
+    ("CUSTOS_LISTEN", &["listen"], Kind::Text),
+    ("CUSTOS_DATA", &["data_dir"], Kind::Text),
+    (
+        "CUSTOS_CHECKPOINT_INTERVAL_SECS",
+        &["checkpoint_interval_secs"],
+        Kind::Integer,
+    ),
+    ("CUSTOS_DRAIN_SECS", &["drain_secs"], Kind::Integer),
+    (
+        "CUSTOS_MAX_BODY_BYTES",
+        &["limits", "max_body_bytes"],
+        Kind::Integer,
+    ),
+    (
+        "CUSTOS_MAX_QUEUED_ENTRIES",
+        &["limits", "max_queued_entries"],
+        Kind::Integer,
+    ),
+    (
+        "CUSTOS_MAX_ENTRY_BYTES",
+        &["limits", "max_entry_bytes"],
+        Kind::Integer,
+    ),
+    (
+        "CUSTOS_READY_MAX_INDEX_LAG",
+        &["limits", "ready_max_index_lag"],
+        Kind::Integer,
+    ),
+    ("CUSTOS_LOG", &["log", "level"], Kind::Text),
+    ("CUSTOS_LOG_FORMAT", &["log", "format"], Kind::Text),
+    ("CUSTOS_TLS_CERT", &["tls", "cert"], Kind::Text),
+    ("CUSTOS_TLS_KEY", &["tls", "key"], Kind::Text),
+    ("CUSTOS_MIRROR_DIR", &["mirror", "dir"], Kind::Text),
+    (
+        "CUSTOS_MIRROR_KEY_FILE",
+        &["mirror", "key_file"],
+        Kind::Text,
+    ),
+    (
+        "CUSTOS_MIRROR_MAX_FILE_BYTES",
+        &["mirror", "max_file_bytes"],
+        Kind::Integer,
+    ),
+];
+
+impl Config {
+    /// Reads `file` (if given), then applies the variables `env` returns.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| anyhow!("config file {}: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, keys, kind) in ENV {
+            let Some(raw) = env(var) else { continue };
+            let value = match kind {
+                Kind::Text => toml::Value::String(raw),
+                Kind::Integer => raw
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .map(toml::Value::Integer)
+                    .ok_or_else(|| anyhow!("{var}: `{raw}` is not a non-negative integer"))?,
+            };
+            let (last, parents) = keys.split_last().ok_or_else(|| anyhow!("{var}: no key"))?;
+            let mut at = &mut table;
+            for k in parents {
+                at = at
+                    .entry(k.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| anyhow!("{var}: `{k}` in the config file is not a table"))?;
+            }
+            at.insert(last.to_string(), value);
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+            anyhow!(
+                "configuration{}: {e}",
+                file.map_or(String::new(), |f| format!(" ({})", f.display()))
+            )
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.checkpoint_interval_secs == 0 {
+            return Err(anyhow!("checkpoint_interval_secs must be at least 1"));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(anyhow!("limits.max_body_bytes must be at least 1024"));
+        }
+        if self.limits.max_queued_entries < custos_store::embedded::MAX_BATCH {
+            return Err(anyhow!(
+                "limits.max_queued_entries must hold at least one full batch ({})",
+                custos_store::embedded::MAX_BATCH
+            ));
+        }
+        if self.limits.max_entry_bytes < 1024 {
+            return Err(anyhow!("limits.max_entry_bytes must be at least 1024"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("custos.toml");
+        std::fs::write(&path, file).expect("write");
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(Some(&path), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, |_| None).expect("defaults");
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let c = load(
+            "listen = \"0.0.0.0:9000\"\ndrain_secs = 5\n[limits]\nmax_body_bytes = 4096\n\
+             [log]\nformat = \"text\"\n[tls]\ncert = \"a.pem\"\nkey = \"b.pem\"\n",
+            &[
+                ("CUSTOS_LISTEN", "127.0.0.1:1"),
+                ("CUSTOS_MAX_BODY_BYTES", "8192"),
+                ("CUSTOS_TLS_KEY", "c.pem"),
+                ("CUSTOS_MIRROR_DIR", "/m"),
+                ("CUSTOS_MIRROR_KEY_FILE", "/k"),
+            ],
+        )
+        .expect("config");
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.drain_secs, 5);
+        assert_eq!(c.limits.max_body_bytes, 8192);
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(
+            c.tls,
+            Some(Tls {
+                cert: "a.pem".into(),
+                key: "c.pem".into()
+            })
+        );
+        let m = c.mirror.expect("mirror from the environment alone");
+        assert_eq!((m.dir, m.max_file_bytes), ("/m".into(), 64 * 1024 * 1024));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (file, env, want) in [
+            ("lisen = \"x\"", vec![], "unknown field `lisen`"),
+            (
+                "[limits]\nmax_body_bytes = \"big\"",
+                vec![],
+                "max_body_bytes",
+            ),
+            ("", vec![("CUSTOS_DRAIN_SECS", "soon")], "CUSTOS_DRAIN_SECS"),
+            (
+                "",
+                vec![("CUSTOS_LOG_FORMAT", "xml")],
+                "unknown variant `xml`",
+            ),
+            ("[tls]\ncert = \"a\"", vec![], "missing field `key`"),
+            (
+                "checkpoint_interval_secs = 0",
+                vec![],
+                "checkpoint_interval_secs",
+            ),
+            ("listen = ", vec![], "config file"),
+        ] {
+            let err = load(file, &env).expect_err(file);
+            assert!(format!("{err:#}").contains(want), "{file:?}: {err:#}");
+        }
+    }
+}
