@@ -473,3 +473,95 @@ fn sigkill_mid_load_loses_no_acknowledged_entry() {
     let (code, report) = verify(&data);
     assert_eq!(code, 0, "{report}");
 }
+
+/// A flood against a small append queue: the server pushes back with 503 + `Retry-After`
+/// instead of queueing without bound or dropping, stays up, and every entry it acknowledged
+/// is in the ledger, intact, after a restart.
+#[test]
+fn a_flood_is_pushed_back_and_every_acknowledged_entry_is_kept() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    ok(&custos(&data, &["init", "--origin", "http.example/log"]));
+    let admin = key(&data, &["--tenant", "acme", "--role", "admin"]);
+    // The smallest queue there may be: one full batch.
+    let mut server = start_with(&data, &[("CUSTOS_MAX_QUEUED_ENTRIES", "10000")]);
+    let batch = format!(
+        "[{}]",
+        (0..5000)
+            .map(|_| entry(None, "user:flood"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let batch = std::sync::Arc::new(batch);
+    let (mut acked, mut pushed_back, mut rounds) = (Vec::<(u64, String)>::new(), 0, 0);
+    // Until the server has pushed back at least a few times (bounded).
+    while pushed_back < 3 && rounds < 40 {
+        rounds += 1;
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (addr, k, batch) = (server.addr.clone(), admin.clone(), batch.clone());
+                std::thread::spawn(move || {
+                    http(&addr, "POST", "/v1/entries:batch", Some(&k), Some(&batch))
+                })
+            })
+            .collect();
+        for h in handles {
+            let r = h.join().expect("client thread");
+            match r.status {
+                201 => {
+                    let receipts = r.json()["entries"].as_array().cloned().unwrap_or_default();
+                    assert_eq!(receipts.len(), 5000, "a batch is all or nothing");
+                    for rc in receipts {
+                        acked.push((
+                            rc["seq"].as_u64().expect("seq"),
+                            rc["id"].as_str().expect("id").to_owned(),
+                        ));
+                    }
+                }
+                503 => {
+                    pushed_back += 1;
+                    assert!(r.headers.contains("retry-after: 1"), "{}", r.headers);
+                    assert!(r.headers.contains("application/problem+json"));
+                    assert!(
+                        r.json()["type"]
+                            .as_str()
+                            .unwrap_or("")
+                            .ends_with("/overloaded")
+                    );
+                }
+                other => panic!("unexpected {other}: {}", r.body),
+            }
+        }
+        ok_status(&http(&server.addr, "GET", "/healthz", None, None), 200);
+    }
+    assert!(
+        pushed_back >= 3,
+        "no push-back after {rounds} rounds of 8 × 5000"
+    );
+    assert!(!acked.is_empty(), "nothing was accepted");
+    let acked_count = u64::try_from(acked.len()).expect("count");
+    // The key entry precedes them all.
+    assert!(tree_size(&server.addr) > acked_count);
+    assert!(server.terminate().success());
+
+    // After a restart every acknowledged entry is there, with the id it was acknowledged with.
+    let server = start(&data);
+    for (seq, id) in acked.iter().step_by(997).chain(acked.last()) {
+        let r = http(
+            &server.addr,
+            "GET",
+            &format!("/v1/entries/{seq}"),
+            Some(&admin),
+            None,
+        );
+        ok_status(&r, 200);
+        assert_eq!(r.json()["id"].as_str(), Some(id.as_str()), "seq {seq}");
+    }
+    let mut seqs: Vec<u64> = acked.iter().map(|(s, _)| *s).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), acked.len(), "no seq acknowledged twice");
+    drop(server);
+    let (code, report) = verify(&data);
+    assert_eq!(code, 0, "{report}");
+}

@@ -2,26 +2,17 @@
 //! HTTPS, Prometheus metrics, JSON logs with request ids (and no secrets), problem+json for
 //! axum's own rejections, and a graceful shutdown that finishes the request in flight.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Resp, Server, parse_response, spawn_server};
 
 fn custos(config: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
@@ -29,66 +20,19 @@ fn custos(config: &Path) -> Command {
     c
 }
 
-fn start(config: &Path, env: &[(&str, &Path)], stderr: &Path) -> (Server, String) {
+/// `custos --config CONFIG serve`, stderr to a file; reads `more` stdout lines after the
+/// listen line.
+fn start(
+    config: &Path,
+    env: &[(&str, &Path)],
+    stderr: &Path,
+    more: usize,
+) -> (Server, String, Vec<String>) {
     let mut cmd = custos(config);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
+    cmd.envs(env.iter().copied())
         .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr).expect("stderr file"))
-        .spawn()
-        .expect("spawn custos serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the listen line");
-    let (scheme, addr) = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|r| r.split_once("://"))
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    let scheme = scheme.to_owned();
-    (
-        Server {
-            child,
-            addr: addr.to_owned(),
-        },
-        scheme,
-    )
-}
-
-/// Starts a server on a directory it initialises; returns the bootstrap key it prints.
-fn start_with_bootstrap(config: &Path, stderr: &Path) -> (Server, String, String) {
-    let mut child = custos(config)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr).expect("stderr file"))
-        .spawn()
-        .expect("spawn custos serve");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let (mut listen, mut bootstrap) = (String::new(), String::new());
-    out.read_line(&mut listen).expect("listen line");
-    out.read_line(&mut bootstrap).expect("bootstrap line");
-    let (scheme, addr) = listen
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|r| r.split_once("://"))
-        .unwrap_or_else(|| panic!("unexpected first line: {listen:?}"));
-    let key = bootstrap
-        .trim()
-        .rsplit_once(": ")
-        .map(|(_, k)| k.to_owned())
-        .filter(|k| k.starts_with("ck_"))
-        .unwrap_or_else(|| panic!("no bootstrap key: {bootstrap:?}"));
-    let server = Server {
-        child,
-        addr: addr.to_owned(),
-    };
-    (server, scheme.to_owned(), key)
+        .stderr(std::fs::File::create(stderr).expect("stderr file"));
+    spawn_server(cmd, more)
 }
 
 fn tls_client(ca_pem: &str) -> Arc<rustls::ClientConfig> {
@@ -116,7 +60,7 @@ fn https(
     path: &str,
     key: Option<&str>,
     body: &str,
-) -> (u16, String, String) {
+) -> Resp {
     let tcp = TcpStream::connect(addr).expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let conn = rustls::ClientConnection::new(tls.clone(), name).expect("tls");
@@ -136,34 +80,7 @@ fn https(
     if let Err(e) = s.read_to_end(&mut raw) {
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
     }
-    split_response(&raw)
-}
-
-fn split_response(raw: &[u8]) -> (u16, String, String) {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
-
-fn sigterm(server: &mut Server) -> std::process::ExitStatus {
-    let pid = server.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    for _ in 0..200 {
-        if let Some(s) = server.child.try_wait().expect("wait") {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the server did not stop within 10 s of SIGTERM");
+    parse_response(&raw)
 }
 
 const ENTRY: &str = r#"{"event_type":"tool_invocation","actor":"agent:crm-bot","action":"allow","outcome":"success","data":{"api_token":"sk-live-123"}}"#;
@@ -206,35 +123,37 @@ fn a_configured_https_server_counts_logs_and_stops_cleanly() {
 
     // TLS from the environment, over a config file without [tls].
     let log = tmp.path().join("stderr.log");
-    let (mut server, scheme) = start(
+    let (mut server, scheme, _) = start(
         &config,
         &[
             ("CUSTOS_TLS_CERT", &cert_path),
             ("CUSTOS_TLS_KEY", &key_path),
         ],
         &log,
+        0,
     );
     assert_eq!(scheme, "https");
     let tls = tls_client(&cert.cert.pem());
-    let (status, head, body) = https(&tls, &server.addr, "POST", "/v1/entries", Some(&key), ENTRY);
-    assert_eq!(status, 201, "{body}");
-    assert!(head.contains("x-request-id: "), "{head}");
+    let r = https(&tls, &server.addr, "POST", "/v1/entries", Some(&key), ENTRY);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.headers.contains("x-request-id: "), "{}", r.headers);
 
     // The body limit from the config file; axum's rejection arrives as problem+json.
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
-    let (status, head, body) = https(&tls, &server.addr, "POST", "/v1/entries", Some(&key), &big);
-    assert_eq!(status, 413, "{body}");
+    let r = https(&tls, &server.addr, "POST", "/v1/entries", Some(&key), &big);
+    assert_eq!(r.status, 413, "{}", r.body);
     assert!(
-        head.contains("content-type: application/problem+json"),
-        "{head}"
+        r.headers.contains("content-type: application/problem+json"),
+        "{}",
+        r.headers
     );
-    let problem: Value = serde_json::from_str(&body).expect("problem json");
-    assert_eq!(problem["status"], 413);
-    let (status, head, _) = https(&tls, &server.addr, "PUT", "/v1/entries", Some(&key), "");
-    assert_eq!(status, 405);
+    assert_eq!(r.json()["status"], 413);
+    let r = https(&tls, &server.addr, "PUT", "/v1/entries", Some(&key), "");
+    assert_eq!(r.status, 405);
     assert!(
-        head.contains("application/problem+json") && head.contains("allow: "),
-        "{head}"
+        r.headers.contains("application/problem+json") && r.headers.contains("allow: "),
+        "{}",
+        r.headers
     );
 
     // Plain HTTP on the TLS port gets no HTTP answer.
@@ -248,9 +167,10 @@ fn a_configured_https_server_counts_logs_and_stops_cleanly() {
     assert!(!buf.starts_with(b"HTTP/1.1 200"));
 
     // Metrics: the SPEC §7 ledger figures and the HTTP counters, in Prometheus text.
-    let (status, head, metrics) = https(&tls, &server.addr, "GET", "/metrics", None, "");
-    assert_eq!(status, 200);
-    assert!(head.contains("openmetrics-text"), "{head}");
+    let r = https(&tls, &server.addr, "GET", "/metrics", None, "");
+    assert_eq!(r.status, 200);
+    assert!(r.headers.contains("openmetrics-text"), "{}", r.headers);
+    let metrics = r.body;
     for want in [
         r#"custos_audit_events_total{event_type="tool_invocation",severity="info"} 1"#,
         "custos_ledger_append_seconds_count 1",
@@ -271,7 +191,7 @@ fn a_configured_https_server_counts_logs_and_stops_cleanly() {
         "the key entry and the appended one: {entries}"
     );
 
-    let status = sigterm(&mut server);
+    let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
 
     // JSON logs: one object per line, requests carry their id and route; no secret anywhere.
@@ -314,8 +234,13 @@ fn shutdown_finishes_the_request_in_flight() {
     // First start: `serve` initialises the directory and shows a bootstrap admin key once,
     // on the line after the listen line.
     let log = tmp.path().join("stderr.log");
-    let (mut server, scheme, key) = start_with_bootstrap(&config, &log);
+    let (mut server, scheme, lines) = start(&config, &[], &log, 1);
     assert_eq!(scheme, "http");
+    let key = lines[0]
+        .rsplit_once(": ")
+        .map(|(_, k)| k.to_owned())
+        .filter(|k| k.starts_with("ck_"))
+        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
     assert!(data.join("ledger.json").exists());
 
     // Half a request: headers and part of the body.
@@ -348,10 +273,10 @@ fn shutdown_finishes_the_request_in_flight() {
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let _ = s.read_to_end(&mut raw);
-    let (status, _, body) = split_response(&raw);
-    assert_eq!(status, 201, "{body}");
-    let receipt: Value = serde_json::from_str(&body).expect("receipt");
-    let status = sigterm(&mut server);
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let receipt = r.json();
+    let status = server.terminate();
     assert!(status.success(), "{status:?}");
 
     // The acknowledged entry is there, covered by the final checkpoint.

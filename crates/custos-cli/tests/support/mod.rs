@@ -169,25 +169,48 @@ impl Server {
 
 /// Starts `custos --data DATA serve` on a free loopback port and waits for its listen line.
 pub fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .arg("--data")
+    start_with(data, &[])
+}
+
+/// [`start`] with extra environment variables (e.g. `CUSTOS_MAX_QUEUED_ENTRIES`).
+pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data")
         .arg(data)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .stderr(Stdio::null());
+    let (server, scheme, _) = spawn_server(cmd, 0);
+    assert_eq!(scheme, "http");
+    server
+}
+
+/// Spawns a prepared `custos … serve` command and reads its listen line (`listening on
+/// SCHEME://ADDR`) and then `more` further stdout lines. Returns the server, the scheme and
+/// those lines. Stderr is left as the command set it.
+pub fn spawn_server(mut cmd: Command, more: usize) -> (Server, String, Vec<String>) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .expect("spawn custos serve");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the listen line");
-    let addr = line
+    out.read_line(&mut line).expect("read the listen line");
+    let (scheme, addr) = line
         .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    Server { child, addr }
+        .strip_prefix("listening on ")
+        .and_then(|r| r.split_once("://"))
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    let (scheme, addr) = (scheme.to_owned(), addr.to_owned());
+    let lines = (0..more)
+        .map(|_| {
+            let mut l = String::new();
+            out.read_line(&mut l).expect("read a stdout line");
+            l.trim_end().to_owned()
+        })
+        .collect();
+    (Server { child, addr }, scheme, lines)
 }
 
 /// A response: status, the head lower-cased, and the (de-chunked) body.
@@ -295,10 +318,15 @@ pub fn http_with(
     // here: what was read so far is kept.
     let _ = s.read_to_end(&mut raw);
     let _ = writer.join();
+    parse_response(&raw)
+}
+
+/// Parses a raw HTTP/1.1 response (de-chunking the body).
+pub fn parse_response(raw: &[u8]) -> Resp {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let rest = &raw[split + 4..];
     let status = head
