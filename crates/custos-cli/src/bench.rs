@@ -31,6 +31,12 @@ pub struct BenchArgs {
     /// Measure the HTTP API instead: a server on a loopback port, driven by keep-alive clients.
     #[arg(long)]
     pub http: bool,
+    /// With --http: drive the running `custos serve` at this host:port instead of starting one.
+    #[arg(long, requires = "http")]
+    pub url: Option<String>,
+    /// With --url: an API key of that server that may append.
+    #[arg(long, env = "CUSTOS_BENCH_KEY", requires = "url")]
+    pub key: Option<String>,
 }
 
 const ACTORS: u64 = 1000;
@@ -158,7 +164,11 @@ async fn drive(
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     if args.http {
-        return crate::bench_http::run(args.entries, args.dir, args.keep, json_out).await;
+        let target = crate::bench_http::Target {
+            url: args.url,
+            key: args.key,
+        };
+        return crate::bench_http::run(target, args.entries, args.dir, args.keep, json_out).await;
     }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("custos-bench-{}", std::process::id()));

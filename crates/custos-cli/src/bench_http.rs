@@ -96,6 +96,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct HttpFigures {
     batch_entries_per_s: f64,
     batch_entries: u64,
+    single_entries_per_s: f64,
     single_offered_per_s: f64,
     single_sent: usize,
     single_ms_p50: f64,
@@ -104,13 +105,38 @@ struct HttpFigures {
     single_errors: usize,
 }
 
+/// Where the benchmark sends its requests.
+pub struct Target {
+    /// `host:port` of a running `custos serve`; none: start one in-process on a fresh directory.
+    pub url: Option<String>,
+    /// An API key of that server allowed to append (admin or writer).
+    pub key: Option<String>,
+}
+
 /// Runs the HTTP benchmark.
 pub async fn run(
+    target: Target,
     entries: u64,
     parent: Option<std::path::PathBuf>,
     keep: bool,
     json_out: bool,
 ) -> anyhow::Result<()> {
+    if let Some(url) = target.url {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let key = target.key.ok_or_else(|| {
+            anyhow!("--url needs --key (or CUSTOS_BENCH_KEY): a key that may append")
+        })?;
+        if !json_out {
+            eprintln!("bench --http: driving the server at {addr}");
+        }
+        let f = tokio::task::spawn_blocking(move || drive(&addr, &key, entries, json_out))
+            .await
+            .context("client threads")??;
+        return report(&f, json_out);
+    }
     let parent = parent.unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("custos-bench-http-{}", std::process::id()));
     if dir.exists() {
@@ -147,8 +173,43 @@ pub async fn run(
     if !json_out {
         eprintln!("bench --http: server on {addr}, data in {}", dir.display());
     }
+    // The clients block: keep them off the runtime's workers, which serve.
+    let f = tokio::task::spawn_blocking(move || drive(&addr, &key, entries, json_out))
+        .await
+        .context("client threads")??;
+    let _ = stop_tx.send(());
+    server.await.context("server task")?.context("server")?;
+    if !keep {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    report(&f, json_out)
+}
+
+fn report(f: &HttpFigures, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(f).context("encoding figures")?
+        );
+    } else {
+        println!(
+            "http  batch {:.0} entries/s   single {:.0} entries/s   single@{:.0}/s p50 {:.2} ms p99 {:.2} ms",
+            f.batch_entries_per_s,
+            f.single_entries_per_s,
+            f.single_offered_per_s,
+            f.single_ms_p50,
+            f.single_ms_p99
+        );
+    }
+    Ok(())
+}
+
+/// The three phases, from client threads: batch throughput, single-append throughput, and
+/// single-append latency at a fixed offered rate.
+fn drive(addr: &str, key: &str, entries: u64, json_out: bool) -> anyhow::Result<HttpFigures> {
+    let addr = addr.to_owned();
     let mut f = HttpFigures::default();
-    let key = Arc::new(key);
+    let key = Arc::new(key.to_owned());
 
     // Batch throughput: 4 keep-alive connections, batches of 1000.
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -192,6 +253,40 @@ pub async fn run(
         eprintln!(
             "  batch append (4 connections, 1000/batch): {:>10.0} entries/s",
             f.batch_entries_per_s
+        );
+    }
+
+    // Single-append throughput: 64 keep-alive connections, one entry per request, closed loop.
+    let conns = 64usize;
+    let secs = 5.0;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let mut handles = Vec::new();
+    for c in 0..conns {
+        let (addr, key) = (addr.clone(), key.clone());
+        handles.push(std::thread::spawn(move || -> anyhow::Result<u64> {
+            let mut conn = Conn::open(&addr)?;
+            let body = entry_json(c as u64).into_bytes();
+            let mut sent = 0;
+            while Instant::now() < until {
+                match conn.post("/v1/entries", &key, &body)? {
+                    201 => sent += 1,
+                    503 => std::thread::sleep(Duration::from_millis(5)),
+                    s => bail!("single append answered {s}"),
+                }
+            }
+            Ok(sent)
+        }));
+    }
+    let mut single = 0;
+    for h in handles {
+        single += h.join().map_err(|_| anyhow!("client thread panicked"))??;
+    }
+    f.single_entries_per_s = single as f64 / start.elapsed().as_secs_f64();
+    if !json_out {
+        eprintln!(
+            "  single append ({conns} connections, closed loop): {:>10.0} entries/s",
+            f.single_entries_per_s
         );
     }
 
@@ -242,21 +337,5 @@ pub async fn run(
             f.single_ms_p50, f.single_ms_p99, f.single_ms_max, f.single_errors
         );
     }
-    let _ = stop_tx.send(());
-    server.await.context("server task")?.context("server")?;
-    if !keep {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&f).context("encoding figures")?
-        );
-    } else {
-        println!(
-            "http  batch {:.0} entries/s   single@{:.0}/s p50 {:.2} ms p99 {:.2} ms",
-            f.batch_entries_per_s, rate, f.single_ms_p50, f.single_ms_p99
-        );
-    }
-    Ok(())
+    Ok(f)
 }

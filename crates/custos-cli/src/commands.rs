@@ -507,7 +507,7 @@ fn verify_proof(
 }
 
 async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
-    init_logging(&config.log)?;
+    let _log_guard = init_logging(&config.log)?;
     let dir = config.data_dir.as_path();
     let first_start = !dir.join("ledger.json").exists();
     if first_start {
@@ -623,12 +623,20 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
 }
 
 /// Structured logs on stderr: JSON lines by default, with the request id of each request.
-fn init_logging(log: &crate::config::Log) -> anyhow::Result<()> {
+/// Lines are written by a background thread (request handlers only format them); when it falls
+/// behind, loggers wait rather than drop lines. The guard flushes what is left when dropped.
+fn init_logging(
+    log: &crate::config::Log,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .map_err(|e| bad(format!("log level `{}`: {e}", log.level)))?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("custos-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match log.format {
         crate::config::LogFormat::Json => builder
             .json()
@@ -637,7 +645,8 @@ fn init_logging(log: &crate::config::Log) -> anyhow::Result<()> {
             .try_init(),
         crate::config::LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-    result.map_err(|e| anyhow!("starting the logger: {e}"))
+    result.map_err(|e| anyhow!("starting the logger: {e}"))?;
+    Ok(guard)
 }
 
 async fn keys(dir: &Path, command: KeysCommand, json_out: bool) -> anyhow::Result<()> {
