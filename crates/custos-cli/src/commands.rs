@@ -229,6 +229,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Keys { command } => keys(&dir, command, json_out).await?,
+        Command::Migrate => {
+            let pg = config.postgres.as_ref().ok_or_else(|| {
+                bad("migrate needs [postgres] url in the config, or CUSTOS_POSTGRES_URL")
+            })?;
+            custos_store::postgres::migrate(&pg.url)
+                .await
+                .context("migrating the PostgreSQL schema")?;
+            if json_out {
+                print_json(&json!({"ok": true}))?;
+            } else {
+                println!("the PostgreSQL schema is current");
+            }
+        }
         Command::Serve { listen } => {
             let mut config = config;
             if let Some(l) = listen {
@@ -509,8 +522,7 @@ fn verify_proof(
 async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     let _log_guard = init_logging(&config.log)?;
     let dir = config.data_dir.as_path();
-    let first_start = !dir.join("ledger.json").exists();
-    if first_start {
+    if !dir.join("ledger.json").exists() {
         let (settings, signer) = datadir::init(dir, None)?;
         tracing::info!(
             data = %dir.display(),
@@ -519,6 +531,27 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
             "initialised the data directory"
         );
     }
+    let tuning = datadir::Tuning {
+        checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_interval_secs),
+        max_queued_entries: config.limits.max_queued_entries,
+        max_entry_bytes: config.limits.max_entry_bytes,
+    };
+    match (&config.store, &config.postgres) {
+        (crate::config::StoreKind::Postgres, Some(pg)) => {
+            let ledger = datadir::open_postgres(dir, &pg.url, pg.max_connections, &tuning).await?;
+            tracing::info!(store = "postgres", "ledger opened");
+            serve_ledger(ledger, &config).await
+        }
+        _ => serve_ledger(datadir::open_with(dir, &tuning).await?, &config).await,
+    }
+}
+
+/// Serves `ledger` (any store) as `config` says; keys and secrets come from the data directory.
+async fn serve_ledger<S: Store>(
+    ledger: std::sync::Arc<custos_ledger::Ledger<S>>,
+    config: &crate::config::Config,
+) -> anyhow::Result<()> {
+    let dir = config.data_dir.as_path();
     let tls = config
         .tls
         .as_ref()
@@ -533,21 +566,12 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
             Ok(c)
         })
         .transpose()?;
-    let ledger = datadir::open_with(
-        dir,
-        &datadir::Tuning {
-            checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_interval_secs),
-            max_queued_entries: config.limits.max_queued_entries,
-            max_entry_bytes: config.limits.max_entry_bytes,
-        },
-    )
-    .await?;
     let mut keys = custos_server::keys::KeyRegistry::load(&ledger)?
         .with_signing(datadir::request_signing(dir)?);
-    // On first start nobody holds a key yet, and `custos keys create` cannot run beside the
-    // server: issue one admin key of the `system` tenant (it may manage every tenant's keys
-    // over `POST /v1/keys`) and show it once, below the listen line.
-    let bootstrap = if first_start {
+    // On a ledger without any key nobody can call the API, and `custos keys create` cannot
+    // run beside the server: issue one admin key of the `system` tenant (it may manage every
+    // tenant's keys over `POST /v1/keys`) and show it once, below the listen line.
+    let bootstrap = if keys.list(None).is_empty() {
         Some(
             keys.issue(
                 &ledger,

@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"        # CUSTOS_LISTEN
-//! data_dir = "./custos-data"       # CUSTOS_DATA
+//! data_dir = "./custos-data"       # CUSTOS_DATA (with postgres: the node's keys and settings)
+//! store = "embedded"               # CUSTOS_STORE: embedded or postgres
 //! checkpoint_interval_secs = 1     # CUSTOS_CHECKPOINT_INTERVAL_SECS
 //! drain_secs = 30                  # CUSTOS_DRAIN_SECS: shutdown waits this long for requests
 //!
@@ -12,6 +13,10 @@
 //! max_queued_entries = 200000      # CUSTOS_MAX_QUEUED_ENTRIES: beyond it, 503 + Retry-After
 //! max_entry_bytes = 65536          # CUSTOS_MAX_ENTRY_BYTES: canonical size of one entry
 //! ready_max_index_lag = 1000000    # CUSTOS_READY_MAX_INDEX_LAG: /readyz fails beyond it
+//!
+//! [postgres]                       # with store = "postgres"
+//! url = "postgres://custos@127.0.0.1:5432/custos"  # CUSTOS_POSTGRES_URL
+//! max_connections = 8              # CUSTOS_POSTGRES_MAX_CONNECTIONS
 //!
 //! [log]
 //! level = "info"                   # CUSTOS_LOG: a level or a tracing filter
@@ -43,6 +48,10 @@ pub struct Config {
     pub listen: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Where the ledger lives.
+    pub store: StoreKind,
+    /// `[postgres]`, for `store = "postgres"`.
+    pub postgres: Option<Postgres>,
     /// Seconds between checkpoints while entries arrive.
     pub checkpoint_interval_secs: u64,
     /// Seconds shutdown waits for in-flight requests.
@@ -62,6 +71,8 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./custos-data"),
+            store: StoreKind::Embedded,
+            postgres: None,
             checkpoint_interval_secs: 1,
             drain_secs: 30,
             limits: Limits::default(),
@@ -70,6 +81,31 @@ impl Default for Config {
             mirror: None,
         }
     }
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The data directory (default).
+    Embedded,
+    /// A PostgreSQL database, possibly shared by several nodes.
+    Postgres,
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// Connection URL.
+    pub url: String,
+    /// Pool size.
+    #[serde(default = "default_pg_connections")]
+    pub max_connections: u32,
+}
+
+fn default_pg_connections() -> u32 {
+    8
 }
 
 /// `[limits]`.
@@ -164,6 +200,13 @@ enum Kind {
 const ENV: &[(&str, &[&str], Kind)] = &[
     ("CUSTOS_LISTEN", &["listen"], Kind::Text),
     ("CUSTOS_DATA", &["data_dir"], Kind::Text),
+    ("CUSTOS_STORE", &["store"], Kind::Text),
+    ("CUSTOS_POSTGRES_URL", &["postgres", "url"], Kind::Text),
+    (
+        "CUSTOS_POSTGRES_MAX_CONNECTIONS",
+        &["postgres", "max_connections"],
+        Kind::Integer,
+    ),
     (
         "CUSTOS_CHECKPOINT_INTERVAL_SECS",
         &["checkpoint_interval_secs"],
@@ -256,6 +299,11 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if self.store == StoreKind::Postgres && self.postgres.is_none() {
+            return Err(anyhow!(
+                "store = \"postgres\" needs [postgres] url (or CUSTOS_POSTGRES_URL)"
+            ));
+        }
         if self.checkpoint_interval_secs == 0 {
             return Err(anyhow!("checkpoint_interval_secs must be at least 1"));
         }
@@ -349,6 +397,12 @@ mod tests {
                 "checkpoint_interval_secs",
             ),
             ("listen = ", vec![], "config file"),
+            ("store = \"sqlite\"", vec![], "unknown variant `sqlite`"),
+            (
+                "",
+                vec![("CUSTOS_STORE", "postgres")],
+                "needs [postgres] url",
+            ),
         ] {
             let err = load(file, &env).expect_err(file);
             assert!(format!("{err:#}").contains(want), "{file:?}: {err:#}");

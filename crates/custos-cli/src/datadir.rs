@@ -185,3 +185,34 @@ pub async fn open_with(dir: &Path, tuning: &Tuning) -> anyhow::Result<Arc<Embedd
     let ledger = Ledger::open(Arc::new(store), signer, config, system_clock()).await?;
     Ok(Arc::new(ledger))
 }
+
+/// The ledger over PostgreSQL at `url`, signed with the key of the (initialised) directory
+/// `dir`. Several nodes share one database: give each the same `keys/` and `ledger.json`.
+pub async fn open_postgres(
+    dir: &Path,
+    url: &str,
+    max_connections: u32,
+    tuning: &Tuning,
+) -> anyhow::Result<Arc<Ledger<custos_store::postgres::PostgresStore>>> {
+    let (settings, signer) = load(dir)?;
+    let store = custos_store::postgres::PostgresStore::open(
+        url,
+        custos_store::postgres::PostgresConfig {
+            max_queued_entries: tuning.max_queued_entries,
+            max_connections,
+            ..Default::default()
+        },
+    )
+    .await
+    .context("opening the PostgreSQL store")?;
+    let config = LedgerConfig {
+        origin: settings.origin,
+        limits: Limits {
+            max_entry_bytes: tuning.max_entry_bytes,
+            ..Limits::default()
+        },
+        checkpoint_interval: tuning.checkpoint_interval,
+    };
+    let ledger = Ledger::open(Arc::new(store), signer, config, system_clock()).await?;
+    Ok(Arc::new(ledger))
+}

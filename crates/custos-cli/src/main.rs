@@ -47,6 +47,9 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Apply the PostgreSQL schema migrations ([postgres] url / CUSTOS_POSTGRES_URL); `serve`
+    /// also applies them on start.
+    Migrate,
     /// Create the data directory and the log's Ed25519 key; print the verifier key.
     Init {
         /// Checkpoint origin (a schema-less URL naming this log); generated if absent.

@@ -21,6 +21,8 @@ use custos_core::merkle::Hash;
 
 pub mod embedded;
 mod filter;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
