@@ -161,7 +161,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             print_json(&proof)?;
             close(&ledger).await?;
         }
-        Command::Verify => verify_cmd(&dir, json_out)?,
+        Command::Verify => match (&config.store, &config.postgres) {
+            (crate::config::StoreKind::Postgres, Some(pg)) => {
+                verify_postgres(&dir, &pg.url, json_out).await?
+            }
+            _ => verify_cmd(&dir, json_out)?,
+        },
         Command::VerifyProof {
             entry,
             proof,
@@ -414,9 +419,31 @@ fn write_bundle(
 }
 
 fn verify_cmd(dir: &Path, json_out: bool) -> anyhow::Result<()> {
-    let (settings, signer) = datadir::load(dir)?;
     let store = EmbeddedStore::open_read_only(dir)
         .with_context(|| format!("opening the store in {} read-only", dir.display()))?;
+    verify_store(&store, dir, json_out)
+}
+
+/// `custos verify` on the PostgreSQL store named by the configuration.
+async fn verify_postgres(dir: &Path, url: &str, json_out: bool) -> anyhow::Result<()> {
+    let store = custos_store::postgres::PostgresStore::open(url, Default::default())
+        .await
+        .context("opening the PostgreSQL store")?;
+    // Verification reads from threads of its own; keep it off the runtime's workers.
+    let dir = dir.to_owned();
+    let (store, result) = tokio::task::spawn_blocking(move || {
+        let result = verify_store(&store, &dir, json_out);
+        (store, result)
+    })
+    .await
+    .context("the verification thread")?;
+    store.close().await.context("closing the store")?;
+    result
+}
+
+/// Verifies `store` against the origin and key of the data directory `dir`.
+fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> anyhow::Result<()> {
+    let (settings, signer) = datadir::load(dir)?;
     let total = store.size().unwrap_or(0);
     let bar = if json_out {
         ProgressBar::hidden()
@@ -429,7 +456,7 @@ fn verify_cmd(dir: &Path, json_out: bool) -> anyhow::Result<()> {
         b
     };
     let started = std::time::Instant::now();
-    let report = verify::verify(&store, &signer.verifier(), &settings.origin, |n| {
+    let report = verify::verify(store, &signer.verifier(), &settings.origin, |n| {
         bar.set_position(n)
     })?;
     bar.finish_and_clear();

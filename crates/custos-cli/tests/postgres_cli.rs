@@ -1,0 +1,114 @@
+//! The `custos` binary on PostgreSQL: `migrate`, `serve` with `store = "postgres"`, and
+//! `verify` on the database — which also catches a row a superuser changed behind the
+//! append-only triggers' back.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use custos_store::postgres::testing::TestDatabase;
+use serde_json::{Value, json};
+use support::*;
+
+fn database() -> TestDatabase {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(TestDatabase::create())
+}
+
+fn custos_pg(data: &std::path::Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", url)
+        .output()
+        .expect("run custos")
+}
+
+fn psql(url: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+        .output()
+        .expect("run psql (the PostgreSQL client)")
+}
+
+#[test]
+fn serve_and_verify_on_postgres_and_catch_a_superusers_edit() {
+    let db = database();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("node");
+    ok(&custos(&data, &["init", "--origin", "pg.example/log"]));
+    let migrated = ok(&custos_pg(&data, &db.url, &["migrate"]));
+    assert!(migrated.contains("current"), "{migrated}");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", &db.url)
+        .stderr(std::process::Stdio::null());
+    let (mut server, _, lines) = spawn_server(cmd, 1);
+    let admin = lines[0]
+        .rsplit_once(": ")
+        .map(|(_, k)| k.to_owned())
+        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let batch: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"tenant": "system", "event_type": "tool_invocation", "actor": format!("agent:a{}", i % 3),
+                   "action": "allow", "outcome": "success", "data": {"i": i, "password": "hunter2"}})
+        })
+        .collect();
+    let r = http(
+        &server.addr,
+        "POST",
+        "/v1/entries:batch",
+        Some(&admin),
+        Some(&json!({ "entries": batch }).to_string()),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        &server.addr,
+        "GET",
+        "/v1/entries?actor=agent:a1&limit=1000",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["entries"].as_array().map(Vec::len), Some(67));
+    let r = http(&server.addr, "GET", "/v1/proofs/inclusion/17", Some(&admin), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(server.terminate().success());
+
+    let out = custos_pg(&data, &db.url, &["--json", "verify"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["entries"], 201, "the key entry and the batch");
+
+    // The database refuses to rewrite history, even for the owner.
+    let refused = psql(&db.url, "UPDATE ledger_entries SET actor = 'agent:x' WHERE seq = 42");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("append-only"),
+        "{refused:?}"
+    );
+    let refused = psql(&db.url, "DELETE FROM ledger_entries WHERE seq = 200");
+    assert!(!refused.status.success(), "{refused:?}");
+
+    // A superuser can switch triggers off; verification still names the changed entry.
+    let edited = psql(
+        &db.url,
+        "SET session_replication_role = replica; \
+         UPDATE ledger_entries SET canonical = replace(convert_from(canonical, 'UTF8'), \
+         '\"outcome\":\"success\"', '\"outcome\":\"failure\"')::bytea WHERE seq = 42",
+    );
+    assert!(edited.status.success(), "{edited:?}");
+    let out = custos_pg(&data, &db.url, &["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(report["failure"]["seq"], 42, "{report}");
+}
