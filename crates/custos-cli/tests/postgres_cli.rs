@@ -80,7 +80,13 @@ fn serve_and_verify_on_postgres_and_catch_a_superusers_edit() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["entries"].as_array().map(Vec::len), Some(67));
-    let r = http(&server.addr, "GET", "/v1/proofs/inclusion/17", Some(&admin), None);
+    let r = http(
+        &server.addr,
+        "GET",
+        "/v1/proofs/inclusion/17",
+        Some(&admin),
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(server.terminate().success());
 
@@ -90,7 +96,10 @@ fn serve_and_verify_on_postgres_and_catch_a_superusers_edit() {
     assert_eq!(report["entries"], 201, "the key entry and the batch");
 
     // The database refuses to rewrite history, even for the owner.
-    let refused = psql(&db.url, "UPDATE ledger_entries SET actor = 'agent:x' WHERE seq = 42");
+    let refused = psql(
+        &db.url,
+        "UPDATE ledger_entries SET actor = 'agent:x' WHERE seq = 42",
+    );
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("append-only"),
