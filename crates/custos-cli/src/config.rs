@@ -14,13 +14,13 @@
 //! max_entry_bytes = 65536          # CUSTOS_MAX_ENTRY_BYTES: canonical size of one entry
 //! ready_max_index_lag = 1000000    # CUSTOS_READY_MAX_INDEX_LAG: /readyz fails beyond it
 //!
-//! [postgres]                       # with store = "postgres"
-//! url = "postgres://custos@127.0.0.1:5432/custos"  # CUSTOS_POSTGRES_URL
-//! max_connections = 8              # CUSTOS_POSTGRES_MAX_CONNECTIONS
-//!
 //! [log]
 //! level = "info"                   # CUSTOS_LOG: a level or a tracing filter
 //! format = "json"                  # CUSTOS_LOG_FORMAT: json or text
+//!
+//! [postgres]                       # with store = "postgres"
+//! url = "postgres://custos@127.0.0.1:5432/custos"  # CUSTOS_POSTGRES_URL
+//! max_connections = 8              # CUSTOS_POSTGRES_MAX_CONNECTIONS
 //!
 //! [tls]                            # optional; serves HTTPS when present
 //! cert = "/etc/custos/tls.crt"     # CUSTOS_TLS_CERT (PEM chain)
