@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Must be a real disk: on tmpfs fdatasync costs nothing and the figures lie.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Measure the PostgreSQL store in this (empty) database instead of the embedded store.
+    #[arg(long, value_name = "URL", conflicts_with = "http")]
+    pub postgres: Option<String>,
     /// Keep the data directory afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -125,8 +128,8 @@ struct Figures {
 
 /// Appends with `tasks` concurrent submitters, batches of `batch`, until `total` entries
 /// (or `max_time`), numbering entries from `next`. Returns entries appended and seconds.
-async fn drive(
-    store: &Arc<EmbeddedStore>,
+async fn drive<S: Store>(
+    store: &Arc<S>,
     next: &Arc<AtomicU64>,
     tasks: usize,
     batch: u64,
@@ -183,7 +186,58 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     say(format!("bench: fresh data directory {}", dir.display()));
     // A complete data directory, so `--keep` leaves a ledger the other commands can open.
     let (settings, signer) = crate::datadir::init(&dir, Some("custos.bench/log".into()))?;
-    let store = Arc::new(EmbeddedStore::open(&dir, EmbeddedConfig::default())?);
+    let f = match &args.postgres {
+        Some(url) => {
+            say(format!("bench: PostgreSQL store at {}", redact_url(url)));
+            let store = Arc::new(
+                custos_store::postgres::PostgresStore::open(url, Default::default())
+                    .await
+                    .context("opening the PostgreSQL store")?,
+            );
+            if store.size()? != 0 {
+                anyhow::bail!("--postgres must name an empty database (it holds a ledger)");
+            }
+            measure(store, &settings, &signer, &dir, &args, json_out).await?
+        }
+        None => {
+            let store = Arc::new(EmbeddedStore::open(&dir, EmbeddedConfig::default())?);
+            measure(store, &settings, &signer, &dir, &args, json_out).await?
+        }
+    };
+    if !args.keep {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    print_figures(&f, json_out)
+}
+
+/// `url` without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let auth = &url[scheme + 3..at];
+            match auth.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The measurements, on any store.
+async fn measure<S: Store>(
+    store: Arc<S>,
+    settings: &crate::datadir::Settings,
+    signer: &custos_core::note::Signer,
+    dir: &std::path::Path,
+    args: &BenchArgs,
+    json_out: bool,
+) -> anyhow::Result<Figures> {
+    let say = |s: String| {
+        if !json_out {
+            eprintln!("{s}");
+        }
+    };
     let mut f = Figures {
         data_dir: dir.display().to_string(),
         ..Figures::default()
@@ -341,9 +395,10 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     store.close().await?;
     drop(ledger);
     drop(store);
-    if !args.keep {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
+    Ok(f)
+}
+
+fn print_figures(f: &Figures, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         println!(
             "{}",
