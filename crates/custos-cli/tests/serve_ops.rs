@@ -167,13 +167,38 @@ fn a_configured_https_server_counts_logs_and_stops_cleanly() {
     assert!(!buf.starts_with(b"HTTP/1.1 200"));
 
     // Metrics: the SPEC §7 ledger figures and the HTTP counters, in Prometheus text.
-    let r = https(&tls, &server.addr, "GET", "/metrics", None, "");
-    assert_eq!(r.status, 200);
-    assert!(r.headers.contains("openmetrics-text"), "{}", r.headers);
-    let metrics = r.body;
+    // A refusal, recorded within about a second as a security event.
+    let r = https(
+        &tls,
+        &server.addr,
+        "GET",
+        "/v1/entries",
+        Some("ck_0000_bad"),
+        "",
+    );
+    assert_eq!(r.status, 401);
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        let r = https(&tls, &server.addr, "GET", "/metrics", None, "");
+        assert_eq!(r.status, 200);
+        assert!(r.headers.contains("openmetrics-text"), "{}", r.headers);
+        metrics = r.body;
+        if metrics.contains("custos_security_events_total{") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        metrics.contains(
+            r#"custos_security_events_total{event_type="auth_failure",severity="low"} 1"#
+        ),
+        "{metrics}"
+    );
     for want in [
         r#"custos_audit_events_total{event_type="tool_invocation",severity="info"} 1"#,
-        "custos_ledger_append_seconds_count 1",
+        // The appended entry and the refusal record.
+        "custos_ledger_append_seconds_count 2",
+        r#"custos_http_requests_total{method="GET",route="/v1/entries",status="401"} 1"#,
         r#"custos_http_requests_total{method="POST",route="/v1/entries",status="201"} 1"#,
         r#"custos_http_requests_total{method="POST",route="/v1/entries",status="413"} 1"#,
         "custos_http_request_duration_seconds_bucket{",
@@ -181,6 +206,7 @@ fn a_configured_https_server_counts_logs_and_stops_cleanly() {
     ] {
         assert!(metrics.contains(want), "missing {want} in\n{metrics}");
     }
+    shipped_rules_and_dashboard_use_only_exported_metrics(&metrics);
     let entries = metrics
         .lines()
         .find_map(|l| l.strip_prefix("custos_ledger_entries "))
@@ -288,4 +314,38 @@ fn shutdown_finishes_the_request_in_flight() {
     assert!(got.status.success(), "{got:?}");
     let verified = custos(&config).arg("verify").output().expect("verify");
     assert!(verified.status.success(), "{verified:?}");
+}
+
+/// The Prometheus alert rules and Grafana dashboard in `deploy/` name only metric families this
+/// server exports (a renamed metric would otherwise silently blank a panel or an alert).
+fn shipped_rules_and_dashboard_use_only_exported_metrics(exposition: &str) {
+    let families: Vec<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for file in [
+        "deploy/prometheus/custos-alerts.yml",
+        "deploy/grafana/custos-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let mut named = 0;
+        for (i, _) in text.match_indices("custos_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(&family),
+                "{file} uses {name}, which /metrics does not export ({families:?})"
+            );
+            named += 1;
+        }
+        assert!(named >= 5, "{file} names only {named} metrics");
+    }
 }
