@@ -613,30 +613,39 @@ async fn serve_ledger<S: Store>(
     } else {
         None
     };
-    let nonces = custos_server::signing::NonceStore::open(
-        &datadir::nonce_path(dir),
-        custos_server::signing::unix_now(),
-    )
-    .with_context(|| format!("opening {}", datadir::nonce_path(dir).display()))?;
+    // Nonces of signed requests live in the store: a synced journal beside the embedded
+    // store, a table every node shares on PostgreSQL (a replay to another node is refused too).
+    let nonces = custos_server::signing::NonceStore::in_store(ledger.store().clone());
+    if ledger.store().shared() {
+        tracing::info!("nonces of signed requests: in the shared database");
+    } else {
+        tracing::info!(path = %datadir::nonce_path(dir).display(), "nonces of signed requests");
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| bad(format!("listen {}: {e}", config.listen)))?;
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    // The first line on stdout, for scripts and tests that start the server.
-    println!(
-        "listening on {}://{addr}",
+    // The first line on stdout, for scripts and tests that start the server; the bootstrap
+    // key (if any) on the next. One write, so a reader that takes only the first line and
+    // closes the pipe cannot make the second fail; and a closed stdout never stops the server.
+    let mut banner = format!(
+        "listening on {}://{addr}\n",
         if tls.is_some() { "https" } else { "http" }
     );
     if let Some(k) = &bootstrap {
-        println!(
-            "bootstrap admin key (tenant system, shown once; only its hash is kept): {}",
+        banner.push_str(&format!(
+            "bootstrap admin key (tenant system, shown once; only its hash is kept): {}\n",
             k.text
-        );
+        ));
         tracing::info!(key_id = %k.key.id, "issued the bootstrap admin key");
     }
-    std::io::stdout().flush().context("writing output")?;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "stdout is closed; the listen line (and any bootstrap key) was not shown");
+    }
+    drop(out);
     tracing::info!(%addr, tls = tls.is_some(), data = %dir.display(), "listening");
     let shutdown = async {
         let term = async {

@@ -1787,3 +1787,82 @@ fn a_mistyped_tenant_is_a_422_naming_the_field() {
         "nothing appended, not even a refusal record"
     );
 }
+
+/// Clients cannot write the entries custos's own projections are built from: a forged
+/// `api_key_created` would otherwise mint a working key (found by a review).
+#[test]
+fn clients_cannot_forge_key_or_refusal_records() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    ok(&custos(&data, &["init", "--origin", "forge.example/log"]));
+    let admin = key(&data, &["--tenant", "acme", "--role", "admin"]);
+    let agent = key(
+        &data,
+        &["--tenant", "acme", "--role", "agent", "--agent", "bot"],
+    );
+    let server = start(&data);
+    let a = &server.addr;
+    let forged_text = "ck_00112233aabbccdd_forgedforgedforgedforgedforgedforgedforg";
+    let forged_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(forged_text.as_bytes()))
+    };
+    let size0 = tree_size(a);
+    for (k, actor) in [(&agent, "agent:bot"), (&admin, "user:root")] {
+        for event_type in ["api_key_created", "api_key_revoked", "security_event"] {
+            let forged = json!({
+                "event_type": event_type, "actor": actor, "action": "create",
+                "outcome": "success", "resource": "api_key:00112233aabbccdd",
+                "data": {"key_id": "00112233aabbccdd", "roles": ["admin"], "signed": false,
+                         "key_sha256": forged_hash}
+            });
+            let r = http(a, "POST", "/v1/entries", Some(k), Some(&forged.to_string()));
+            assert_eq!(r.status, 403, "{event_type}: {}", r.body);
+            assert!(r.body.contains("written by custos itself"), "{}", r.body);
+            let batch = json!({"entries": [
+                {"event_type": "tool_invocation", "actor": actor, "action": "a", "outcome": "success"},
+                forged
+            ]});
+            let r = http(
+                a,
+                "POST",
+                "/v1/entries:batch",
+                Some(k),
+                Some(&batch.to_string()),
+            );
+            assert_eq!(r.status, 403, "{event_type} in a batch: {}", r.body);
+        }
+    }
+    let r = http(a, "GET", "/v1/keys", Some(forged_text), None);
+    assert_eq!(r.status, 401, "the forged key does not work");
+    // Nothing but refusal records (written by custos) was appended.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = http(
+        a,
+        "GET",
+        "/v1/entries?event_type=api_key_created&limit=1000",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(
+        r.json()["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.body
+    );
+    let appended = tree_size(a) - size0;
+    let refusals = http(
+        a,
+        "GET",
+        "/v1/entries?event_type=security_event&limit=1000",
+        Some(&admin),
+        None,
+    )
+    .json()["entries"]
+        .as_array()
+        .map_or(0, Vec::len) as u64;
+    // acme's `forbidden` records (one per key) plus the `invalid_key` record of the forged key,
+    // which goes to tenant `system` (its id is unknown).
+    assert_eq!(refusals, 2);
+    assert_eq!(appended, refusals + 1, "only refusal records were appended");
+}

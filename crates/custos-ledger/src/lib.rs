@@ -343,11 +343,17 @@ impl<S: Store> Ledger<S> {
 
     /// Issues a checkpoint for the current size unless the latest already covers it, and
     /// returns the latest.
+    ///
+    /// Several nodes may share the store, each with its own checkpointer and the same log key
+    /// and origin. Another node may then store a checkpoint for the same or a larger size
+    /// first: that is not an error — it is as valid as ours (same key, and the root of a size
+    /// never changes) — and it is returned instead, once it checks out against this log's key.
+    /// The store keeps checkpoints in strictly increasing size, so none goes back.
     pub async fn checkpoint(&self) -> Result<StoredCheckpoint> {
         let _guard = self.checkpoint_lock.lock().await;
         let size = self.store.size()?;
         if let Some(latest) = self.store.latest_checkpoint()?
-            && latest.size == size
+            && latest.size >= size
         {
             return Ok(latest);
         }
@@ -365,8 +371,43 @@ impl<S: Store> Ledger<S> {
             issued_nanos: (self.clock)(),
             note,
         };
-        self.store.add_checkpoint(&stored)?;
-        Ok(stored)
+        let kept = self.store.add_checkpoint(&stored)?;
+        if kept != stored {
+            self.check_foreign_checkpoint(&kept, &cp)?;
+        }
+        Ok(kept)
+    }
+
+    /// A checkpoint another writer stored in place of ours must be this log's: signed with
+    /// this key, for this origin, over the tree's root at its size.
+    fn check_foreign_checkpoint(&self, kept: &StoredCheckpoint, ours: &Checkpoint) -> Result<()> {
+        let opened = note::open_checkpoint(&kept.note, &self.signer.verifier()).map_err(|e| {
+            LedgerError::Integrity(format!(
+                "the checkpoint stored for size {} by another writer does not verify with this \
+                 log's key ({e}): do all nodes share keys/log.key?",
+                kept.size
+            ))
+        })?;
+        if opened.origin != ours.origin || opened.size != kept.size {
+            return Err(LedgerError::Integrity(format!(
+                "the checkpoint stored for size {} by another writer is for `{}` size {}, \
+                 not `{}`: do all nodes share ledger.json?",
+                kept.size, opened.origin, opened.size, ours.origin
+            )));
+        }
+        let root = if opened.size == ours.size {
+            ours.root
+        } else {
+            self.store.root(opened.size)?
+        };
+        if opened.root != root {
+            return Err(LedgerError::Integrity(format!(
+                "the checkpoint stored for size {} by another writer has another root than \
+                 the tree: run `custos verify`",
+                kept.size
+            )));
+        }
+        Ok(())
     }
 
     /// The latest checkpoint, if any.
@@ -512,4 +553,120 @@ pub fn parse_record(seq: u64, bytes: &[u8]) -> Result<Entry> {
             problem: e.to_string(),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_store::postgres::testing::TestDatabase;
+    use custos_store::postgres::{PostgresConfig, PostgresStore};
+
+    async fn node(url: &str, seed: [u8; 32]) -> Arc<Ledger<PostgresStore>> {
+        let store = PostgresStore::open(url, PostgresConfig::default())
+            .await
+            .expect("open");
+        let config = LedgerConfig {
+            origin: "nodes.test/log".into(),
+            limits: Limits::default(),
+            checkpoint_interval: Duration::from_secs(60),
+        };
+        let signer = Signer::from_seed("nodes.test/log", seed).expect("signer");
+        Arc::new(
+            Ledger::open(
+                Arc::new(store),
+                signer,
+                config,
+                custos_store::system_clock(),
+            )
+            .await
+            .expect("ledger"),
+        )
+    }
+
+    fn body(i: u64) -> EntryBody {
+        EntryBody::new(
+            "acme",
+            "tool_invocation",
+            format!("agent:a{i}"),
+            "call",
+            Outcome::Success,
+        )
+    }
+
+    /// Nodes sharing a database race to checkpoint while entries arrive: no call fails, each
+    /// returns a checkpoint of this log covering what was there when it began, and the stored
+    /// checkpoints grow strictly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_on_one_database_checkpoint_concurrently() {
+        let db = TestDatabase::create().await;
+        let nodes = [node(&db.url, [4; 32]).await, node(&db.url, [4; 32]).await];
+        let writer = {
+            let ledger = nodes[0].clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    ledger.append(body(i)).await.expect("append");
+                }
+            })
+        };
+        let tasks: Vec<_> = (0..6)
+            .map(|t| {
+                let ledger = nodes[t % 2].clone();
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        let before = ledger.size().expect("size");
+                        let cp = ledger.checkpoint().await.expect("checkpoint never fails");
+                        assert!(cp.size >= before, "{} < {before}", cp.size);
+                        let opened =
+                            note::open_checkpoint(&cp.note, &ledger.verifier()).expect("opens");
+                        assert_eq!(opened.root, ledger.root(cp.size).expect("root"));
+                    }
+                })
+            })
+            .collect();
+        writer.await.expect("writer");
+        for t in tasks {
+            t.await.expect("checkpointing task");
+        }
+        let stored = nodes[1].store().checkpoints(0, 10_000).expect("list");
+        assert!(stored.windows(2).all(|w| w[0].size < w[1].size));
+        for n in &nodes {
+            n.store().close().await.expect("close");
+        }
+    }
+
+    /// A node signing with another key than the log's is told so when its checkpoint loses
+    /// a race to the log's own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_stored_by_a_node_with_another_key_is_refused() {
+        let db = TestDatabase::create().await;
+        let good = node(&db.url, [4; 32]).await;
+        let stranger = node(&db.url, [5; 32]).await;
+        good.append(body(0)).await.expect("append");
+        good.checkpoint().await.expect("checkpoint");
+        // As if the stranger read the size before the good node's checkpoint was stored.
+        let size = stranger.size().expect("size");
+        let cp = Checkpoint {
+            origin: stranger.config.origin.clone(),
+            size,
+            root: stranger.root(size).expect("root"),
+            extensions: Vec::new(),
+        };
+        let kept = stranger
+            .store()
+            .add_checkpoint(&StoredCheckpoint {
+                size,
+                issued_nanos: 0,
+                note: note::sign_checkpoint(&stranger.signer, &cp).expect("sign"),
+            })
+            .expect("add");
+        assert!(matches!(
+            stranger.check_foreign_checkpoint(&kept, &cp),
+            Err(LedgerError::Integrity(_))
+        ));
+        good.check_foreign_checkpoint(&kept, &cp)
+            .expect("the good node accepts its own log's checkpoint");
+        for n in [good, stranger] {
+            n.store().close().await.expect("close");
+        }
+    }
 }

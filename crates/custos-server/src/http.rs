@@ -41,6 +41,14 @@ use crate::signing::{NonceError, NonceStore, SignatureError, SignatureHeaders};
 /// Largest request body: a full batch of 10 000 entries of a few KiB each.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// Event types only custos itself writes: the key registry and the refusal records are
+/// projections of these entries.
+pub const RESERVED_EVENT_TYPES: [&str; 3] = [
+    crate::keys::KEY_CREATED,
+    crate::keys::KEY_REVOKED,
+    crate::auth::SECURITY_EVENT,
+];
+
 /// What handlers share.
 pub struct AppState<S: Store> {
     /// The ledger.
@@ -340,6 +348,15 @@ fn authorise_write(key: &ApiKey, value: &mut Value) -> Result<()> {
     let Some(obj) = value.as_object_mut() else {
         return Err(Problem::bad_request("an entry must be a JSON object"));
     };
+    // Entries custos's own projections are built from (keys, refusal records) come from custos
+    // alone: a client writing one could, say, mint itself an API key.
+    if let Some(t) = obj.get("event_type").and_then(Value::as_str)
+        && RESERVED_EVENT_TYPES.contains(&t)
+    {
+        return Err(Problem::forbidden(format!(
+            "event type `{t}` is written by custos itself, not by clients"
+        )));
+    }
     match obj.get("tenant") {
         None => {
             obj.insert("tenant".into(), Value::String(key.tenant.clone()));

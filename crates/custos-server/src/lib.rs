@@ -4,6 +4,10 @@
 //! checked in constant time ([`keys`]), request signatures ([`signing`]), and the record of
 //! refusals ([`auth`]) — and the HTTP API ([`http`], [`serve`]): ledger and key endpoints,
 //! problem+json errors, backpressure, health.
+//!
+//! Several nodes may serve one shared store (PostgreSQL): each node's key registry follows the
+//! ledger for the others' key entries (see [`keys`] for the bound on staleness), and nonces of
+//! signed requests are remembered by the store, so a replay is refused by every node.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -23,7 +27,8 @@ use custos_store::Store;
 
 /// How to serve, beyond the ledger and keys.
 pub struct ServeOptions {
-    /// Nonces of signed requests (journaled, for a real server).
+    /// Nonces of signed requests: for a real server, the store's
+    /// ([`signing::NonceStore::in_store`]: durable, and shared by every node on the store).
     pub nonces: signing::NonceStore,
     /// Largest request body, bytes; larger ones get 413.
     pub max_body_bytes: usize,
@@ -107,7 +112,15 @@ pub async fn serve<S: Store>(
     });
     let checkpointer = tokio::spawn(ledger.clone().run_checkpointer(checkpointer_stopped));
     let failures = Arc::new(auth::FailureLog::default());
+    let follower_stopped = recorder_stopped.clone();
     let recorder = tokio::spawn(failures.clone().run(ledger.clone(), recorder_stopped));
+    // Other nodes on the same store issue and revoke keys too: follow the ledger for them.
+    let shared = ledger.store().shared();
+    let keys = if shared {
+        keys.following(ledger.clone())
+    } else {
+        keys
+    };
     let state = Arc::new(http::AppState {
         ledger: ledger.clone(),
         keys: tokio::sync::RwLock::new(keys),
@@ -116,6 +129,7 @@ pub async fn serve<S: Store>(
         max_body_bytes: options.max_body_bytes,
         max_index_lag: options.max_index_lag,
     });
+    let follower = shared.then(|| tokio::spawn(follow_keys(state.clone(), follower_stopped)));
     let ops = Arc::new(ops::Ops::new(ledger.clone()));
     let app = ops::instrument(http::router(state), ops)
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -153,6 +167,11 @@ pub async fn serve<S: Store>(
     if let Err(e) = recorder.await {
         tracing::error!(error = %e, "the refusal recorder failed");
     }
+    if let Some(f) = follower
+        && let Err(e) = f.await
+    {
+        tracing::error!(error = %e, "the key follower failed");
+    }
     let _ = stop_checkpointer.send(true);
     if let Err(e) = checkpointer.await {
         tracing::error!(error = %e, "the checkpointer failed");
@@ -168,4 +187,39 @@ pub async fn serve<S: Store>(
         tracing::error!(error = %e, "closing the store failed");
     }
     result
+}
+
+/// Keeps the key registry of a node on a shared store current: every
+/// [`keys::KEY_REFRESH_INTERVAL`] it reads the key entries appended since the last time (other
+/// nodes' issues and revocations) and applies them, until `stop`.
+async fn follow_keys<S: Store>(
+    state: Arc<http::AppState<S>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(keys::KEY_REFRESH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let from = state.keys.read().await.next();
+        // Read without holding the registry; apply under its write lock (briefly).
+        let read = {
+            let ledger = state.ledger.clone();
+            tokio::task::spawn_blocking(move || keys::KeyRegistry::read_updates(&ledger, from))
+                .await
+        };
+        let applied = match read {
+            Ok(Ok(updates)) => state.keys.write().await.absorb(updates),
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "the key refresh task failed");
+                continue;
+            }
+        };
+        if let Err(e) = applied {
+            tracing::warn!(error = %e, "refreshing API keys from the ledger failed");
+        }
+    }
 }

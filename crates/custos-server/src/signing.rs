@@ -15,17 +15,15 @@
 //! holds only the API key's hash, so nothing in the ledger — which auditors read — lets anyone
 //! sign as a key.
 //!
-//! Nonces are remembered, per key, for as long as their timestamp could still be accepted, in
-//! memory and in a journal that is synced before the request is let through, so a replay is
-//! refused even after a crash and restart.
+//! Nonces are remembered, per key, for as long as their timestamp could still be accepted, by
+//! the ledger's store ([`custos_store::Store::record_nonce`]) before the request is let through:
+//! in a synced journal beside the embedded store, so a replay is refused even after a crash and
+//! restart; in a table on PostgreSQL, so a replay is refused by every node sharing the database.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use base64::Engine;
+use custos_store::Store;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -39,8 +37,9 @@ pub const NONCE_HEADER: &str = "x-custos-nonce";
 pub const SIGNATURE_HEADER: &str = "x-custos-signature";
 /// How far a timestamp may be from the server's clock, seconds.
 pub const WINDOW_SECS: i64 = 300;
-/// Most nonces remembered at once; past this, signed requests get 503 until old ones expire.
-pub const MAX_NONCES: usize = 1_000_000;
+/// Most nonces the embedded store remembers at once; past this, signed requests get 503 until
+/// old ones expire.
+pub use custos_store::embedded::MAX_NONCES;
 
 /// The server's clock, unix seconds.
 pub fn unix_now() -> i64 {
@@ -232,103 +231,55 @@ pub enum NonceError {
     /// The journal could not be written.
     #[error("the nonce journal failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The store could not record it.
+    #[error("recording the nonce failed: {0}")]
+    Store(custos_store::StoreError),
 }
 
-struct Nonces {
-    /// (key id, nonce) → the unix second after which its timestamp can no longer be accepted.
-    live: HashMap<(String, String), i64>,
-    journal: Option<File>,
-    journal_lines: usize,
+impl From<custos_store::StoreError> for NonceError {
+    fn from(e: custos_store::StoreError) -> Self {
+        match e {
+            custos_store::StoreError::Overloaded { .. } => NonceError::Full,
+            other => NonceError::Store(other),
+        }
+    }
 }
 
-/// Nonces accepted recently, remembered in memory and (when given a path) in a synced
-/// journal so that a restart does not forget them.
+type RecordFn = dyn Fn(&str, &str, i64, i64) -> custos_store::Result<bool> + Send + Sync;
+
+/// Where the nonces of signed requests are remembered: normally the ledger's store
+/// ([`custos_store::Store::record_nonce`]: a synced journal beside the embedded store, a table
+/// every node shares on PostgreSQL, so a replay sent to another node is refused too).
 pub struct NonceStore {
-    path: Option<PathBuf>,
-    inner: Mutex<Nonces>,
+    record: Box<RecordFn>,
+}
+
+impl std::fmt::Debug for NonceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceStore(..)")
+    }
 }
 
 impl NonceStore {
     /// In memory only (tests, or a server whose operator accepts replays after restart).
     pub fn in_memory() -> Self {
+        let journal = custos_store::embedded::NonceJournal::in_memory();
         NonceStore {
-            path: None,
-            inner: Mutex::new(Nonces {
-                live: HashMap::new(),
-                journal: None,
-                journal_lines: 0,
-            }),
+            record: Box::new(move |key, nonce, exp, now| journal.record(key, nonce, exp, now)),
         }
     }
 
-    /// Opens (or creates) the journal at `path`, keeping the nonces still live at `now`.
-    /// A torn last line (crash mid-write, never acknowledged) is dropped.
-    pub fn open(path: &Path, now: i64) -> std::io::Result<Self> {
-        let mut live = HashMap::new();
-        match File::open(path) {
-            Ok(f) => {
-                for line in BufReader::new(f).lines() {
-                    let line = line?;
-                    let mut parts = line.split(' ');
-                    if let (Some(exp), Some(key), Some(nonce), None) =
-                        (parts.next(), parts.next(), parts.next(), parts.next())
-                        && let Ok(exp) = exp.parse::<i64>()
-                        && exp >= now
-                    {
-                        live.insert((key.to_owned(), nonce.to_owned()), exp);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+    /// In the ledger's store, durable and shared with every process on it.
+    pub fn in_store<S: Store>(store: Arc<S>) -> Self {
+        NonceStore {
+            record: Box::new(move |key, nonce, exp, now| store.record_nonce(key, nonce, exp, now)),
         }
-        let store = NonceStore {
-            path: Some(path.to_owned()),
-            inner: Mutex::new(Nonces {
-                live,
-                journal: None,
-                journal_lines: 0,
-            }),
-        };
-        {
-            let mut inner = store.lock();
-            store.rewrite(&mut inner)?;
-        }
-        Ok(store)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Nonces> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Rewrites the journal with only the live nonces, atomically.
-    fn rewrite(&self, inner: &mut Nonces) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let mut buf = Vec::with_capacity(inner.live.len() * 64);
-        for ((key, nonce), exp) in &inner.live {
-            writeln!(buf, "{exp} {key} {nonce}")?;
-        }
-        f.write_all(&buf)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        inner.journal = Some(OpenOptions::new().append(true).open(path)?);
-        inner.journal_lines = inner.live.len();
-        Ok(())
     }
 
     /// Records `nonce` of `key_id` with timestamp `timestamp`, durably, unless it was seen
-    /// before. Blocking (it syncs the journal): call it off the async executor.
+    /// before and its timestamp could still pass at `now`. It is remembered until the
+    /// timestamp falls out of the window (plus a second of slack); a nonce reused after that
+    /// is refused by the timestamp check instead. Blocking: call it off the async executor.
     pub fn record(
         &self,
         key_id: &str,
@@ -336,40 +287,12 @@ impl NonceStore {
         timestamp: i64,
         now: i64,
     ) -> Result<(), NonceError> {
-        let mut inner = self.lock();
-        let k = (key_id.to_owned(), nonce.to_owned());
-        if inner.live.get(&k).is_some_and(|&exp| exp >= now) {
-            return Err(NonceError::Replayed);
-        }
-        if inner.live.len() >= MAX_NONCES {
-            inner.live.retain(|_, exp| *exp >= now);
-            if inner.live.len() >= MAX_NONCES {
-                return Err(NonceError::Full);
-            }
-        }
-        // Remember it until its timestamp falls out of the window (plus a second of slack).
         let exp = timestamp.saturating_add(WINDOW_SECS + 1);
-        if let Some(j) = inner.journal.as_mut() {
-            j.write_all(format!("{exp} {key_id} {nonce}\n").as_bytes())?;
-            j.sync_data()?;
+        if (self.record)(key_id, nonce, exp, now)? {
+            Ok(())
+        } else {
+            Err(NonceError::Replayed)
         }
-        inner.live.insert(k, exp);
-        inner.journal_lines += 1;
-        if inner.journal_lines > 4096 && inner.journal_lines > 2 * inner.live.len() {
-            inner.live.retain(|_, exp| *exp >= now);
-            self.rewrite(&mut inner)?;
-        }
-        Ok(())
-    }
-
-    /// How many nonces are remembered.
-    pub fn len(&self) -> usize {
-        self.lock().live.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -494,45 +417,58 @@ mod tests {
         );
     }
 
-    #[test]
-    fn nonces_are_refused_twice_even_after_a_restart() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nonces_are_refused_twice_even_after_a_restart() {
+        use custos_store::embedded::{EmbeddedConfig, EmbeddedStore};
         let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("nonces");
+        let open =
+            || Arc::new(EmbeddedStore::open(dir.path(), EmbeddedConfig::default()).expect("open"));
         let now = 1_700_000_000;
-        let store = NonceStore::open(&path, now).expect("open");
-        store.record("k1", "nonce-a", now, now).expect("first use");
+        let store = open();
+        let nonces = NonceStore::in_store(store.clone());
+        nonces.record("k1", "nonce-a", now, now).expect("first use");
         assert!(matches!(
-            store.record("k1", "nonce-a", now, now + 10),
+            nonces.record("k1", "nonce-a", now, now + 10),
             Err(NonceError::Replayed)
         ));
-        store.record("k2", "nonce-a", now, now).expect("other key");
+        nonces.record("k2", "nonce-a", now, now).expect("other key");
+        drop(nonces);
+        store.close().await.expect("close");
         drop(store);
-        // As after a crash: reopened from the journal.
-        let store = NonceStore::open(&path, now + 100).expect("reopen");
-        assert_eq!(store.len(), 2);
+        // As after a crash: the journal beside the store remembers.
+        let store = open();
+        let nonces = NonceStore::in_store(store.clone());
         assert!(matches!(
-            store.record("k1", "nonce-a", now, now + 100),
+            nonces.record("k1", "nonce-a", now, now + 100),
             Err(NonceError::Replayed)
         ));
-        // Once the timestamp is out of the window, the journal forgets it.
-        drop(store);
-        let store = NonceStore::open(&path, now + WINDOW_SECS + 2).expect("reopen later");
-        assert!(store.is_empty());
+        assert!(matches!(
+            nonces.record("k2", "nonce-a", now, now + WINDOW_SECS),
+            Err(NonceError::Replayed)
+        ));
+        // Once the timestamp is out of the window, the nonce is forgotten (and the timestamp
+        // check refuses such a request).
+        nonces
+            .record(
+                "k1",
+                "nonce-a",
+                now + WINDOW_SECS + 2,
+                now + WINDOW_SECS + 2,
+            )
+            .expect("forgotten after the window");
+        store.close().await.expect("close");
     }
 
     #[test]
-    fn a_torn_journal_line_is_ignored() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("nonces");
-        std::fs::write(&path, "1700000301 k1 nonce-a\n1700000301 k1 no").expect("write");
-        let store = NonceStore::open(&path, 1_700_000_000).expect("open");
-        assert_eq!(
-            store.len(),
-            2,
-            "a torn tail reads as a shorter nonce, which is harmless"
-        );
-        std::fs::write(&path, "garbage\n1700000301 k1 nonce-a\n").expect("write");
-        let store = NonceStore::open(&path, 1_700_000_000).expect("open");
-        assert_eq!(store.len(), 1);
+    fn in_memory_nonces_are_refused_twice() {
+        let nonces = NonceStore::in_memory();
+        nonces.record("k1", "nonce-a", 100, 100).expect("first use");
+        assert!(matches!(
+            nonces.record("k1", "nonce-a", 100, 101),
+            Err(NonceError::Replayed)
+        ));
+        nonces
+            .record("k1", "nonce-b", 100, 101)
+            .expect("other nonce");
     }
 }

@@ -10,6 +10,8 @@
 //! - [`embedded::EmbeddedStore`]: segment files with group commit and fdatasync, the Merkle tree
 //!   as per-level hash files (a superset of C2SP tlog-tiles), a checkpoint log, and rebuildable
 //!   fjall indexes with an "indexed up to" watermark.
+//! - `postgres::PostgresStore` (feature `postgres`): the same in tables several custos
+//!   processes may share.
 //!
 //! The `testsuite` feature exposes [`testsuite`], the conformance tests every backend must pass.
 #![deny(missing_docs)]
@@ -284,8 +286,13 @@ pub trait Store: Send + Sync + 'static {
     /// RFC 9162 consistency proof.
     fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>>;
 
-    /// Keeps a signed checkpoint (after making the tree it covers durable).
-    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<()>;
+    /// Keeps a signed checkpoint (after making the tree it covers durable), unless the latest
+    /// kept one is for the same or a larger tree size — on a store several processes share,
+    /// another node may have issued it first. Returns the latest checkpoint after the call:
+    /// `checkpoint` itself, or the one that made it unnecessary. Tree sizes of successive
+    /// checkpoints strictly increase, so a checkpoint never goes back; one beyond the log is
+    /// refused.
+    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<StoredCheckpoint>;
 
     /// The most recent checkpoint.
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>>;
@@ -301,6 +308,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// The first seq whose `ts` is at or after `nanos` (the size if none).
     fn seq_at_or_after(&self, nanos: i128) -> Result<u64>;
+
+    /// Whether other processes may append to this store at the same time (a shared
+    /// database): then whatever a process derives from the ledger in memory — the API key
+    /// registry — must follow entries it did not write itself.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Records the nonce of a signed request (SPEC §4.6) of key `key_id`, to be remembered
+    /// until the unix second `expires_unix`. Returns whether it is fresh: `false` when the same
+    /// (key, nonce) is remembered and has not expired at `now_unix` (a replay). Durable before
+    /// it returns, so a crash cannot forget a nonce that let a request through, and shared by
+    /// every process on the store, so a replay sent to another node is refused too. Blocking:
+    /// call it off the async executor. [`StoreError::Overloaded`] when too many nonces are
+    /// live to remember another.
+    fn record_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<bool>;
 
     /// Waits until the secondary indexes cover every durable entry (for tests and benchmarks;
     /// queries are complete without it).

@@ -263,7 +263,8 @@ pub async fn tree_and_proofs<S: Store>(store: S) {
     );
 }
 
-/// Checkpoints are kept in order, found by size, and never go back.
+/// Checkpoints are kept in order, found by size, and never go back: one for a size the latest
+/// already covers is not kept, and the latest is returned instead.
 pub async fn checkpoints<S: Store>(store: S) {
     assert!(store.latest_checkpoint().expect("latest").is_none());
     let signer = Signer::from_seed("test.example/log", [9u8; 32]).expect("signer");
@@ -283,9 +284,13 @@ pub async fn checkpoints<S: Store>(store: S) {
             issued_nanos: size as i128,
             note,
         };
-        store.add_checkpoint(&stored).expect("add");
-        // The same size again is a no-op.
-        store.add_checkpoint(&stored).expect("add again");
+        assert_eq!(store.add_checkpoint(&stored).expect("add"), stored);
+        // The same size again (as from another node, issued at another time) keeps the first.
+        let again = StoredCheckpoint {
+            issued_nanos: stored.issued_nanos + 1,
+            ..stored.clone()
+        };
+        assert_eq!(store.add_checkpoint(&again).expect("add again"), stored);
         notes.push(stored);
     }
     assert_eq!(
@@ -307,10 +312,12 @@ pub async fn checkpoints<S: Store>(store: S) {
         issued_nanos: 0,
         note: notes[0].note.clone(),
     };
-    assert!(
-        store.add_checkpoint(&older).is_err(),
-        "a checkpoint may not go back"
+    assert_eq!(
+        store.add_checkpoint(&older).expect("older"),
+        notes[2],
+        "a checkpoint for a covered size is not kept: the latest is returned"
     );
+    assert_eq!(store.checkpoints(0, 10).expect("list"), notes);
     let beyond = StoredCheckpoint {
         size: 1000,
         issued_nanos: 0,
@@ -324,6 +331,125 @@ pub async fn checkpoints<S: Store>(store: S) {
         let opened = note::open_checkpoint(&cp.note, &signer.verifier()).expect("opens");
         assert_eq!(opened.root, store.root(cp.size).expect("root"));
     }
+}
+
+/// Writers racing to add checkpoints (as nodes sharing a store do) never fail: each gets back
+/// a checkpoint covering at least its own size, and the kept checkpoints strictly grow.
+pub async fn concurrent_checkpoints<S: Store>(store: S) {
+    let signer = Signer::from_seed("test.example/log", [9u8; 32]).expect("signer");
+    let store = std::sync::Arc::new(store);
+    fill(&*store, 64).await;
+    let signed = |size: u64| {
+        let cp = Checkpoint {
+            origin: "test.example/log".into(),
+            size,
+            root: store.root(size).expect("root"),
+            extensions: Vec::new(),
+        };
+        StoredCheckpoint {
+            size,
+            issued_nanos: size as i128,
+            note: note::sign_checkpoint(&signer, &cp).expect("sign"),
+        }
+    };
+    let cps: Vec<StoredCheckpoint> = (1..=64).map(signed).collect();
+    let threads: Vec<_> = (0..4usize)
+        .map(|t| {
+            let store = store.clone();
+            // Each writer goes through the sizes in its own interleaving, some backwards.
+            let mine: Vec<StoredCheckpoint> = cps
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 4 == t || (i + t) % 3 == 0)
+                .map(|(_, c)| c.clone())
+                .collect();
+            std::thread::spawn(move || {
+                for cp in mine {
+                    let got = store.add_checkpoint(&cp).expect("adding never fails");
+                    assert!(got.size >= cp.size, "{} < {}", got.size, cp.size);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let kept = store.checkpoints(0, 1000).expect("list");
+    assert!(!kept.is_empty());
+    assert!(
+        kept.windows(2).all(|w| w[0].size < w[1].size),
+        "sizes strictly increase: {:?}",
+        kept.iter().map(|c| c.size).collect::<Vec<_>>()
+    );
+    for cp in &kept {
+        assert_eq!(cp, &cps[cp.size as usize - 1], "kept as signed");
+    }
+    assert_eq!(
+        store.latest_checkpoint().expect("latest").as_ref(),
+        kept.last()
+    );
+}
+
+/// Nonces of signed requests: fresh once per key until they expire, a replay otherwise —
+/// also when several writers race with the same nonce (as nodes sharing a store do).
+pub async fn nonces<S: Store>(store: S) {
+    let now = 1_700_000_000;
+    let exp = now + 301;
+    assert!(
+        store
+            .record_nonce("k1", "nonce-a", exp, now)
+            .expect("first")
+    );
+    assert!(
+        !store
+            .record_nonce("k1", "nonce-a", exp, now)
+            .expect("replay")
+    );
+    assert!(
+        !store
+            .record_nonce("k1", "nonce-a", exp + 50, now + 300)
+            .expect("replay, later, other expiry"),
+        "refused while it has not expired"
+    );
+    assert!(
+        store
+            .record_nonce("k2", "nonce-a", exp, now)
+            .expect("other key")
+    );
+    assert!(
+        store
+            .record_nonce("k1", "nonce-b", exp, now)
+            .expect("other nonce")
+    );
+    // Once expired it is forgotten (the timestamp check refuses such a request anyway), and
+    // a new use is remembered again.
+    assert!(
+        store
+            .record_nonce("k1", "nonce-a", exp + 400, exp + 1)
+            .expect("after expiry")
+    );
+    assert!(
+        !store
+            .record_nonce("k1", "nonce-a", exp + 400, exp + 2)
+            .expect("replay of the new use")
+    );
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .filter(|i| {
+                        store
+                            .record_nonce("k3", &format!("race-{i:04}"), exp, now)
+                            .expect("record")
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let fresh: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    assert_eq!(fresh, 20, "each racing nonce is fresh exactly once");
 }
 
 fn brute_force<S: Store>(store: &S, q: &EntryQuery) -> Vec<u64> {
@@ -563,8 +689,8 @@ pub async fn health<S: Store>(store: S) {
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
-            sequencing, batch_limits, concurrent_appends, tree_and_proofs, checkpoints, queries, lookups,
-            health);
+            sequencing, batch_limits, concurrent_appends, tree_and_proofs, checkpoints,
+            concurrent_checkpoints, queries, lookups, health, nonces);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -465,3 +465,55 @@ pub fn signed_http(
     let h = signature_headers(secret, method, path, body, unix_now(), &fresh_nonce());
     http_with(addr, method, path, Some(key), &header_refs(&h), body)
 }
+
+/// Like [`http_with`], but a connection that fails, is cut, or ends before a whole response
+/// (a server killed mid-request) is an error instead of a panic. The request is written whole
+/// before the response is read (keep bodies small).
+pub fn try_http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(k) = key {
+        head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let incomplete = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "partial response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(incomplete)?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let complete = if head.contains("transfer-encoding: chunked") {
+        raw.ends_with(b"0\r\n\r\n")
+    } else {
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .is_none_or(|n| raw.len() - split - 4 >= n)
+    };
+    if !complete {
+        return Err(incomplete());
+    }
+    Ok(parse_response(&raw))
+}

@@ -1,7 +1,8 @@
 //! Every signed checkpoint ever issued, in an append-only log
 //! (`len: u32 | crc32c: u32 | size: u64 | issued nanos: i128 | note`) with a fixed-width index
 //! (`size: u64 | offset: u64` per checkpoint) so that "the checkpoint for size N" is a binary
-//! search. Tree sizes of successive checkpoints strictly increase.
+//! search. Tree sizes of successive checkpoints strictly increase: a checkpoint for a size the
+//! latest already covers is not kept (the latest is returned instead).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -277,19 +278,14 @@ impl Checkpoints {
         )))
     }
 
-    /// Appends and syncs a checkpoint. An equal size is a no-op; a smaller one is refused.
-    pub(crate) fn add(&self, cp: &StoredCheckpoint) -> Result<()> {
+    /// Appends and syncs a checkpoint unless the latest is for the same or a larger size;
+    /// returns the latest after the call.
+    pub(crate) fn add(&self, cp: &StoredCheckpoint) -> Result<StoredCheckpoint> {
         let mut st = self.lock()?;
-        if let Some(latest) = &st.latest {
-            if cp.size == latest.size {
-                return Ok(());
-            }
-            if cp.size < latest.size {
-                return Err(StoreError::Invalid(format!(
-                    "checkpoint for size {} is older than the latest ({})",
-                    cp.size, latest.size
-                )));
-            }
+        if let Some(latest) = &st.latest
+            && latest.size >= cp.size
+        {
+            return Ok(latest.clone());
         }
         let note = cp.note.as_bytes();
         if note.len() > MAX_NOTE {
@@ -315,7 +311,7 @@ impl Checkpoints {
         st.log_len += rec.len() as u64;
         st.count += 1;
         st.latest = Some(cp.clone());
-        Ok(())
+        Ok(cp.clone())
     }
 
     pub(crate) fn latest(&self) -> Result<Option<StoredCheckpoint>> {

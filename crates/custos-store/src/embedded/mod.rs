@@ -8,6 +8,7 @@
 //! <dir>/tree/synced                derived files are durable up to this size
 //! <dir>/checkpoints/               signed checkpoints (checkpoints.rs)
 //! <dir>/index/                     fjall secondary indexes (index.rs, derived)
+//! <dir>/nonces.log                 nonces of signed requests still in their window (nonces.rs)
 //! <dir>/quarantine/                torn tails cut off by recovery, kept for inspection
 //! ```
 //!
@@ -18,6 +19,7 @@
 
 mod checkpoints;
 mod index;
+mod nonces;
 mod segments;
 mod tree;
 mod writer;
@@ -43,6 +45,7 @@ use crate::{
     Appended, Clock, EntryQuery, MAX_QUERY_LIMIT, QueryPage, RawRecord, RecoveryReport, Result,
     ScanChunk, ScanCursor, Store, StoreError, StoreHealth, StoredCheckpoint, system_clock,
 };
+pub use nonces::{MAX_NONCES, NonceJournal};
 
 /// Tuning of the embedded backend.
 #[derive(Clone)]
@@ -351,6 +354,10 @@ pub struct EmbeddedStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     recovery: RecoveryReport,
+    /// `<dir>/nonces.log`, opened on first use (only when writable).
+    nonces: std::sync::OnceLock<NonceJournal>,
+    nonce_open: Mutex<()>,
+    nonce_path: PathBuf,
     _lock: Option<File>,
 }
 
@@ -502,6 +509,9 @@ impl EmbeddedStore {
             writer: Mutex::new(writer),
             indexer: Mutex::new(indexer),
             recovery,
+            nonces: std::sync::OnceLock::new(),
+            nonce_open: Mutex::new(()),
+            nonce_path: dir.join("nonces.log"),
             _lock: lock,
         })
     }
@@ -1122,7 +1132,12 @@ impl Store for EmbeddedStore {
         merkle::consistency_proof(&self.shared.levels, old, new).map_err(proof_err)
     }
 
-    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<()> {
+    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<StoredCheckpoint> {
+        if let Some(latest) = self.shared.checkpoints.latest()?
+            && latest.size >= checkpoint.size
+        {
+            return Ok(latest);
+        }
         if checkpoint.size > self.size()? {
             return Err(StoreError::Invalid(format!(
                 "checkpoint for size {} is beyond the log's {}",
@@ -1137,6 +1152,37 @@ impl Store for EmbeddedStore {
 
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
         self.shared.checkpoints.latest()
+    }
+
+    fn record_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<bool> {
+        if !self.shared.writable {
+            return Err(StoreError::Unavailable("store is open read-only".into()));
+        }
+        // The directory lock makes this process the journal's only writer; opening it (which
+        // rewrites the file) happens once.
+        let journal = match self.nonces.get() {
+            Some(j) => j,
+            None => {
+                let _once = self
+                    .nonce_open
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("nonce lock poisoned".into()))?;
+                match self.nonces.get() {
+                    Some(j) => j,
+                    None => {
+                        let opened = NonceJournal::open(&self.nonce_path, now_unix)?;
+                        self.nonces.get_or_init(|| opened)
+                    }
+                }
+            }
+        };
+        journal.record(key_id, nonce, expires_unix, now_unix)
     }
 
     fn checkpoint_for_size(&self, size: u64) -> Result<Option<StoredCheckpoint>> {

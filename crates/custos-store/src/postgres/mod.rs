@@ -7,6 +7,11 @@
 //! - `ledger_checkpoints`: every signed checkpoint, in the order issued.
 //! - `ledger_state`: the single row sequencing locks (size, last leaf hash, last ts and id,
 //!   frontier).
+//! - `request_nonces`: nonces of signed requests still in their window, shared by every node.
+//!
+//! Several nodes may share the database: sequencing is under the state row's lock;
+//! checkpoints are added under an advisory lock, in size order, and a node that finds the
+//! latest already covering its size returns that one (same log key, same root).
 //!
 //! Appends go through one group-commit writer task per store ([`writer`]), which seals and
 //! inserts a whole group in one transaction under the state row's lock, so writers in several
@@ -30,7 +35,7 @@ pub mod testing;
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +57,13 @@ use crate::{
 pub const MAX_BATCH: usize = crate::embedded::MAX_BATCH;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The transaction-level advisory lock that serialises adding checkpoints across nodes
+/// ("custos" in ASCII, then 1).
+const CHECKPOINT_LOCK: i64 = 0x6375_7374_6f73_0001;
+
+/// How often (seconds) expired request nonces are deleted.
+const NONCE_PRUNE_SECS: i64 = 60;
 
 /// Tuning of the PostgreSQL backend.
 #[derive(Clone)]
@@ -137,6 +149,8 @@ pub(crate) struct Inner {
     pub(crate) pool: PgPool,
     /// The largest size seen (the log only grows): bounds checks need no query below it.
     known_size: AtomicU64,
+    /// When expired request nonces were last deleted (unix seconds).
+    nonces_pruned: AtomicI64,
 }
 
 impl Inner {
@@ -361,6 +375,7 @@ impl PostgresStore {
         let inner = Arc::new(Inner {
             pool,
             known_size: AtomicU64::new(0),
+            nonces_pruned: AtomicI64::new(0),
         });
         let opened_size = {
             let inner = inner.clone();
@@ -772,7 +787,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<()> {
+    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<StoredCheckpoint> {
         let cp = checkpoint.clone();
         let issued = i64::try_from(cp.issued_nanos).map_err(|_| {
             StoreError::Invalid(format!(
@@ -784,11 +799,34 @@ impl Store for PostgresStore {
         self.read(move |inner| async move {
             let ctx = "storing a checkpoint";
             let mut tx = inner.pool.begin().await.map_err(db_err(ctx))?;
-            // Checkpoints from several processes are kept in one order.
-            sqlx::query("LOCK TABLE ledger_checkpoints IN EXCLUSIVE MODE")
+            // Nodes sharing the database add checkpoints one at a time, so each sees the
+            // latest before deciding; the lock ends with the transaction.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CHECKPOINT_LOCK)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err(ctx))?;
+            let rows = sqlx::query(
+                "SELECT no, size, issued_nanos, note FROM ledger_checkpoints \
+                 ORDER BY no DESC LIMIT 1",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err(ctx))?;
+            let no = match rows.first() {
+                Some(row) => {
+                    let latest = checkpoints_from(std::slice::from_ref(row))?
+                        .pop()
+                        .ok_or_else(|| StoreError::Unavailable(format!("{ctx}: no row")))?;
+                    if latest.size >= cp.size {
+                        // Another node (or an earlier call) covered this size already.
+                        return Ok(latest);
+                    }
+                    let no: i64 = row.try_get("no").map_err(db_err(ctx))?;
+                    no + 1
+                }
+                None => 0,
+            };
             let have: i64 = sqlx::query_scalar("SELECT size FROM ledger_state WHERE singleton")
                 .fetch_one(&mut *tx)
                 .await
@@ -799,22 +837,6 @@ impl Store for PostgresStore {
                     cp.size
                 )));
             }
-            let latest: Option<(i64, i64)> =
-                sqlx::query_as("SELECT no, size FROM ledger_checkpoints ORDER BY no DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err(ctx))?;
-            let no = match latest {
-                Some((_, latest)) if latest == size => return Ok(()),
-                Some((_, latest)) if latest > size => {
-                    return Err(StoreError::Invalid(format!(
-                        "checkpoint for size {} is older than the latest ({latest})",
-                        cp.size
-                    )));
-                }
-                Some((no, _)) => no + 1,
-                None => 0,
-            };
             sqlx::query(
                 "INSERT INTO ledger_checkpoints (no, size, issued_nanos, note) \
                  VALUES ($1, $2, $3, $4)",
@@ -826,7 +848,8 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err(ctx))?;
-            tx.commit().await.map_err(db_err(ctx))
+            tx.commit().await.map_err(db_err(ctx))?;
+            Ok(cp)
         })
     }
 
@@ -922,6 +945,58 @@ impl Store for PostgresStore {
                 }),
                 None => inner.size().await,
             }
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn record_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<bool> {
+        let (key_id, nonce) = (key_id.to_owned(), nonce.to_owned());
+        // Expired rows are deleted by one caller a minute, off the request's path.
+        let last = self.inner.nonces_pruned.load(Ordering::Acquire);
+        if now_unix.saturating_sub(last) >= NONCE_PRUNE_SECS
+            && self
+                .inner
+                .nonces_pruned
+                .compare_exchange(last, now_unix, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let inner = self.inner.clone();
+            self.rt.handle()?.spawn(async move {
+                let pruned = sqlx::query("DELETE FROM request_nonces WHERE expires < $1")
+                    .bind(now_unix)
+                    .execute(&inner.pool)
+                    .await;
+                if let Err(e) = pruned {
+                    tracing::warn!(error = %e, "pruning expired request nonces failed");
+                }
+            });
+        }
+        self.read(move |inner| async move {
+            // Inserted, or an expired row with the same nonce taken over: fresh. A live row
+            // (committed by any node, or committing now: the insert waits for it) is a replay.
+            let fresh: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO request_nonces (key_id, nonce, expires) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key_id, nonce) DO UPDATE SET expires = EXCLUDED.expires \
+                 WHERE request_nonces.expires < $4 \
+                 RETURNING 1",
+            )
+            .bind(&key_id)
+            .bind(&nonce)
+            .bind(expires_unix)
+            .bind(now_unix)
+            .fetch_optional(&inner.pool)
+            .await
+            .map_err(db_err("recording a request nonce"))?;
+            Ok(fresh.is_some())
         })
     }
 
