@@ -426,9 +426,16 @@ fn verify_cmd(dir: &Path, json_out: bool) -> anyhow::Result<()> {
 
 /// `custos verify` on the PostgreSQL store named by the configuration.
 async fn verify_postgres(dir: &Path, url: &str, json_out: bool) -> anyhow::Result<()> {
-    let store = custos_store::postgres::PostgresStore::open(url, Default::default())
-        .await
-        .context("opening the PostgreSQL store")?;
+    // Verification only reads: never migrate here.
+    let store = custos_store::postgres::PostgresStore::open(
+        url,
+        custos_store::postgres::PostgresConfig {
+            migrate: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .context("opening the PostgreSQL store")?;
     // Verification reads from threads of its own; keep it off the runtime's workers.
     let dir = dir.to_owned();
     let (store, result) = tokio::task::spawn_blocking(move || {
@@ -565,7 +572,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     };
     match (&config.store, &config.postgres) {
         (crate::config::StoreKind::Postgres, Some(pg)) => {
-            let ledger = datadir::open_postgres(dir, &pg.url, pg.max_connections, &tuning).await?;
+            let ledger = datadir::open_postgres(dir, pg, &tuning).await?;
             tracing::info!(store = "postgres", "ledger opened");
             serve_ledger(ledger, &config).await
         }

@@ -21,6 +21,7 @@
 //! [postgres]                       # with store = "postgres"
 //! url = "postgres://custos@127.0.0.1:5432/custos"  # CUSTOS_POSTGRES_URL
 //! max_connections = 8              # CUSTOS_POSTGRES_MAX_CONNECTIONS
+//! migrate = true                   # CUSTOS_POSTGRES_MIGRATE: false for an append-only role
 //!
 //! [tls]                            # optional; serves HTTPS when present
 //! cert = "/etc/custos/tls.crt"     # CUSTOS_TLS_CERT (PEM chain)
@@ -102,6 +103,14 @@ pub struct Postgres {
     /// Pool size.
     #[serde(default = "default_pg_connections")]
     pub max_connections: u32,
+    /// Apply migrations on start; false for a role that may only append (then `custos
+    /// migrate` must have run as the schema owner).
+    #[serde(default = "default_true")]
+    pub migrate: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_pg_connections() -> u32 {
@@ -194,6 +203,7 @@ fn default_mirror_file_bytes() -> u64 {
 enum Kind {
     Text,
     Integer,
+    Bool,
 }
 
 /// Environment variables and the key each overrides.
@@ -206,6 +216,11 @@ const ENV: &[(&str, &[&str], Kind)] = &[
         "CUSTOS_POSTGRES_MAX_CONNECTIONS",
         &["postgres", "max_connections"],
         Kind::Integer,
+    ),
+    (
+        "CUSTOS_POSTGRES_MIGRATE",
+        &["postgres", "migrate"],
+        Kind::Bool,
     ),
     (
         "CUSTOS_CHECKPOINT_INTERVAL_SECS",
@@ -276,6 +291,11 @@ impl Config {
                     .filter(|n| *n >= 0)
                     .map(toml::Value::Integer)
                     .ok_or_else(|| anyhow!("{var}: `{raw}` is not a non-negative integer"))?,
+                Kind::Bool => match raw.trim() {
+                    "true" | "1" | "yes" => toml::Value::Boolean(true),
+                    "false" | "0" | "no" => toml::Value::Boolean(false),
+                    _ => return Err(anyhow!("{var}: `{raw}` is not true or false")),
+                },
             };
             let (last, parents) = keys.split_last().ok_or_else(|| anyhow!("{var}: no key"))?;
             let mut at = &mut table;

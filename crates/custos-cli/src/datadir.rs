@@ -190,16 +190,16 @@ pub async fn open_with(dir: &Path, tuning: &Tuning) -> anyhow::Result<Arc<Embedd
 /// `dir`. Several nodes share one database: give each the same `keys/` and `ledger.json`.
 pub async fn open_postgres(
     dir: &Path,
-    url: &str,
-    max_connections: u32,
+    pg: &crate::config::Postgres,
     tuning: &Tuning,
 ) -> anyhow::Result<Arc<Ledger<custos_store::postgres::PostgresStore>>> {
     let (settings, signer) = load(dir)?;
     let store = custos_store::postgres::PostgresStore::open(
-        url,
+        &pg.url,
         custos_store::postgres::PostgresConfig {
             max_queued_entries: tuning.max_queued_entries,
-            max_connections,
+            max_connections: pg.max_connections,
+            migrate: pg.migrate,
             ..Default::default()
         },
     )

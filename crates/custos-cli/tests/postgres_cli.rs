@@ -121,3 +121,104 @@ fn serve_and_verify_on_postgres_and_catch_a_superusers_edit() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("report");
     assert_eq!(report["failure"]["seq"], 42, "{report}");
 }
+
+/// A role that may only append (docs/postgres.md): `serve` runs on it with migrations off, and
+/// the database refuses it any rewrite outright — by privilege, before any trigger.
+struct Role {
+    name: String,
+    db_url: String,
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = psql(&self.db_url, &format!("DROP OWNED BY {}", self.name));
+        let _ = psql(&self.db_url, &format!("DROP ROLE IF EXISTS {}", self.name));
+    }
+}
+
+fn url_as(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}@{host}")
+}
+
+#[test]
+fn an_append_only_role_serves_and_cannot_rewrite() {
+    let db = database();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("node");
+    ok(&custos(&data, &["init", "--origin", "pg-role.example/log"]));
+    // The owner migrates.
+    ok(&custos_pg(&data, &db.url, &["migrate"]));
+    let role = Role {
+        name: format!("custos_app_{}", &db.name["custos_test_".len()..][..12]),
+        db_url: db.url.clone(),
+    };
+    let grants = format!(
+        "CREATE ROLE {r} LOGIN; GRANT CONNECT ON DATABASE \"{d}\" TO {r}; \
+         GRANT USAGE ON SCHEMA public TO {r}; \
+         GRANT SELECT, INSERT ON ledger_entries, ledger_checkpoints TO {r}; \
+         GRANT SELECT, UPDATE ON ledger_state TO {r}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON request_nonces TO {r}; \
+         GRANT SELECT ON _sqlx_migrations TO {r};",
+        r = role.name,
+        d = db.name
+    );
+    let granted = psql(&db.url, &grants);
+    assert!(granted.status.success(), "{granted:?}");
+    let app_url = url_as(&db.url, &role.name);
+
+    // With migrations on, the role cannot even start (no CREATE on the schema) ...
+    let refused = custos_pg(&data, &app_url, &["migrate"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    // ... with them off it serves, after checking the schema is current.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", &app_url)
+        .env("CUSTOS_POSTGRES_MIGRATE", "false")
+        .stderr(std::process::Stdio::null());
+    let (mut server, _, lines) = spawn_server(cmd, 1);
+    let admin = lines[0]
+        .rsplit_once(": ")
+        .map(|(_, k)| k.to_owned())
+        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let r = http(
+        &server.addr,
+        "POST",
+        "/v1/entries",
+        Some(&admin),
+        Some(
+            r#"{"event_type":"tool_invocation","actor":"agent:a","action":"allow","outcome":"success"}"#,
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(&server.addr, "GET", "/v1/checkpoint", Some(&admin), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(server.terminate().success());
+
+    for sql in [
+        "UPDATE ledger_entries SET actor = 'agent:x' WHERE seq = 1",
+        "DELETE FROM ledger_entries WHERE seq = 1",
+        "TRUNCATE ledger_entries",
+        "DELETE FROM ledger_checkpoints",
+    ] {
+        let out = psql(&app_url, sql);
+        assert!(!out.status.success(), "{sql}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+            "{sql}: {out:?}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--json", "verify"])
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", &app_url)
+        .output()
+        .expect("verify");
+    assert!(out.status.success(), "{out:?}");
+}

@@ -80,6 +80,10 @@ pub struct PostgresConfig {
     pub runtime_threads: usize,
     /// Time source for `ts`.
     pub clock: Clock,
+    /// Apply migrations on open (needs CREATE on the schema). Off for a role that may only
+    /// append: then the schema must already be current (`custos migrate`, run by the owner),
+    /// and opening checks that it is.
+    pub migrate: bool,
 }
 
 impl Default for PostgresConfig {
@@ -91,6 +95,7 @@ impl Default for PostgresConfig {
             acquire_timeout: Duration::from_secs(10),
             runtime_threads: 2,
             clock: system_clock(),
+            migrate: true,
         }
     }
 }
@@ -135,6 +140,29 @@ pub async fn migrate(url: &str) -> Result<()> {
     let result = run_migrations(&pool).await;
     pool.close().await;
     result
+}
+
+/// Checks, without changing anything, that every migration this build knows is applied.
+async fn check_schema(pool: &PgPool) -> Result<()> {
+    let want = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let have: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "reading the schema version (run `custos migrate` as the schema owner \
+                     first): {e}"
+                ))
+            })?;
+    match have {
+        Some(v) if v >= want => Ok(()),
+        other => Err(StoreError::Unavailable(format!(
+            "the database schema is at version {} but this custos needs {want}: run `custos \
+             migrate` as the schema owner",
+            other.unwrap_or(0)
+        ))),
+    }
 }
 
 async fn run_migrations(pool: &PgPool) -> Result<()> {
@@ -361,12 +389,17 @@ impl PostgresStore {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
+        let migrate = config.migrate;
         let setup = rt.handle()?.spawn(async move {
             let pool = pool_options
                 .connect_with(options)
                 .await
                 .map_err(db_err(what))?;
-            run_migrations(&pool).await?;
+            if migrate {
+                run_migrations(&pool).await?;
+            } else {
+                check_schema(&pool).await?;
+            }
             Ok::<_, StoreError>(pool)
         });
         let pool = setup
