@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// Measure the HTTP API instead: a server on a loopback port, driven by keep-alive clients.
     #[arg(long)]
     pub http: bool,
-    /// With --http: drive the running `custos serve` at this host:port instead of starting one.
+    /// With --http: drive the running `custos serve` at this host:port instead of starting one
+    /// (several nodes: comma-separated; connections are spread over them).
     #[arg(long, requires = "http")]
     pub url: Option<String>,
     /// With --url: an API key of that server that may append.

@@ -122,10 +122,12 @@ pub async fn run(
     json_out: bool,
 ) -> anyhow::Result<()> {
     if let Some(url) = target.url {
+        // One or more nodes (comma-separated): connections are spread over them in turn.
         let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
+            .split(',')
+            .map(|u| u.trim().trim_start_matches("http://").trim_end_matches('/'))
+            .collect::<Vec<_>>()
+            .join(",");
         let key = target.key.ok_or_else(|| {
             anyhow!("--url needs --key (or CUSTOS_BENCH_KEY): a key that may append")
         })?;
@@ -207,7 +209,9 @@ fn report(f: &HttpFigures, json_out: bool) -> anyhow::Result<()> {
 /// The three phases, from client threads: batch throughput, single-append throughput, and
 /// single-append latency at a fixed offered rate.
 fn drive(addr: &str, key: &str, entries: u64, json_out: bool) -> anyhow::Result<HttpFigures> {
-    let addr = addr.to_owned();
+    let nodes: Arc<Vec<String>> = Arc::new(addr.split(',').map(str::to_owned).collect());
+    // Connection `c` goes to node `c mod n`.
+    let node = move |c: usize| nodes[c % nodes.len()].clone();
     let mut f = HttpFigures::default();
     let key = Arc::new(key.to_owned());
 
@@ -230,7 +234,7 @@ fn drive(addr: &str, key: &str, entries: u64, json_out: bool) -> anyhow::Result<
     let start = Instant::now();
     let mut handles = Vec::new();
     for c in 0..4usize {
-        let (addr, key, bodies) = (addr.clone(), key.clone(), bodies.clone());
+        let (addr, key, bodies) = (node(c), key.clone(), bodies.clone());
         handles.push(std::thread::spawn(move || -> anyhow::Result<u64> {
             let mut conn = Conn::open(&addr)?;
             let mut sent = 0;
@@ -263,7 +267,7 @@ fn drive(addr: &str, key: &str, entries: u64, json_out: bool) -> anyhow::Result<
     let until = start + Duration::from_secs_f64(secs);
     let mut handles = Vec::new();
     for c in 0..conns {
-        let (addr, key) = (addr.clone(), key.clone());
+        let (addr, key) = (node(c), key.clone());
         handles.push(std::thread::spawn(move || -> anyhow::Result<u64> {
             let mut conn = Conn::open(&addr)?;
             let body = entry_json(c as u64).into_bytes();
@@ -298,7 +302,7 @@ fn drive(addr: &str, key: &str, entries: u64, json_out: bool) -> anyhow::Result<
     let t0 = Instant::now() + Duration::from_millis(200);
     let mut handles = Vec::new();
     for c in 0..conns {
-        let (addr, key) = (addr.clone(), key.clone());
+        let (addr, key) = (node(c), key.clone());
         handles.push(std::thread::spawn(
             move || -> anyhow::Result<(Vec<f64>, usize)> {
                 let mut conn = Conn::open(&addr)?;
