@@ -163,6 +163,25 @@ pub async fn open(dir: &Path) -> anyhow::Result<Arc<EmbeddedLedger>> {
     open_with(dir, &Tuning::default()).await
 }
 
+/// The ledger over `store`, as the directory's settings and `tuning` say.
+async fn ledger_over<S: custos_store::Store>(
+    store: S,
+    settings: Settings,
+    signer: Signer,
+    tuning: &Tuning,
+) -> anyhow::Result<Arc<Ledger<S>>> {
+    let config = LedgerConfig {
+        origin: settings.origin,
+        limits: Limits {
+            max_entry_bytes: tuning.max_entry_bytes,
+            ..Limits::default()
+        },
+        checkpoint_interval: tuning.checkpoint_interval,
+    };
+    let ledger = Ledger::open(Arc::new(store), signer, config, system_clock()).await?;
+    Ok(Arc::new(ledger))
+}
+
 /// Opens the ledger of an initialised directory, tuned.
 pub async fn open_with(dir: &Path, tuning: &Tuning) -> anyhow::Result<Arc<EmbeddedLedger>> {
     let (settings, signer) = load(dir)?;
@@ -174,16 +193,7 @@ pub async fn open_with(dir: &Path, tuning: &Tuning) -> anyhow::Result<Arc<Embedd
         },
     )
     .with_context(|| format!("opening the store in {}", dir.display()))?;
-    let config = LedgerConfig {
-        origin: settings.origin,
-        limits: Limits {
-            max_entry_bytes: tuning.max_entry_bytes,
-            ..Limits::default()
-        },
-        checkpoint_interval: tuning.checkpoint_interval,
-    };
-    let ledger = Ledger::open(Arc::new(store), signer, config, system_clock()).await?;
-    Ok(Arc::new(ledger))
+    ledger_over(store, settings, signer, tuning).await
 }
 
 /// The ledger over PostgreSQL at `url`, signed with the key of the (initialised) directory
@@ -205,14 +215,5 @@ pub async fn open_postgres(
     )
     .await
     .context("opening the PostgreSQL store")?;
-    let config = LedgerConfig {
-        origin: settings.origin,
-        limits: Limits {
-            max_entry_bytes: tuning.max_entry_bytes,
-            ..Limits::default()
-        },
-        checkpoint_interval: tuning.checkpoint_interval,
-    };
-    let ledger = Ledger::open(Arc::new(store), signer, config, system_clock()).await?;
-    Ok(Arc::new(ledger))
+    ledger_over(store, settings, signer, tuning).await
 }

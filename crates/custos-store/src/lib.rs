@@ -25,6 +25,7 @@ pub mod embedded;
 mod filter;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod queue;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use custos_core::entry::{PreparedEntry, ZERO_HASH};
 use custos_core::merkle::{self, Frontier, Hash};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 
 use self::checkpoints::Checkpoints;
 use self::index::Index;
@@ -548,17 +548,7 @@ impl EmbeddedStore {
         batch: Vec<PreparedEntry>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Vec<Appended>> {
-        let tx = self.sender()?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(WriteRequest {
-            entries: batch,
-            reply,
-            _permit: permit,
-        })
-        .await
-        .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("writer stopped before acknowledging".into()))?
+        crate::queue::submit(self.sender()?, batch, permit).await
     }
 
     fn shutdown(&self) {

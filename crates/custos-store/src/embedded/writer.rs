@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use custos_core::entry::PreparedEntry;
 use custos_core::merkle::{Frontier, Hash};
 use custos_core::time::format_utc_nanos;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::segments::{HEADER, Segment, record_crc};
@@ -22,11 +21,7 @@ use super::{EmbeddedConfig, Shared, pack_offset};
 use crate::{Appended, Result, StoreError};
 
 /// One queued append.
-pub(crate) struct WriteRequest {
-    pub(crate) entries: Vec<PreparedEntry>,
-    pub(crate) reply: oneshot::Sender<Result<Vec<Appended>>>,
-    pub(crate) _permit: OwnedSemaphorePermit,
-}
+pub(crate) use crate::queue::WriteRequest;
 
 /// The writer's private state: everything needed to append without reading back.
 pub(crate) struct Writer {

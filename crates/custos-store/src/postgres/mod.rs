@@ -44,7 +44,7 @@ use custos_core::merkle::{self, Hash};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 
 use self::tree::{Fetched, Recorder, node_from_row, node_seq};
 use self::writer::{WriteRequest, Writer, severity_rank, to_i64};
@@ -504,17 +504,7 @@ impl PostgresStore {
         batch: Vec<PreparedEntry>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Vec<Appended>> {
-        let tx = self.sender()?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(WriteRequest {
-            entries: batch,
-            reply,
-            _permit: permit,
-        })
-        .await
-        .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("writer stopped before acknowledging".into()))?
+        crate::queue::submit(self.sender()?, batch, permit).await
     }
 }
 

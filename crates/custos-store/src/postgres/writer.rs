@@ -18,11 +18,10 @@
 
 use std::sync::Arc;
 
-use custos_core::entry::PreparedEntry;
 use custos_core::merkle::{Frontier, Hash, SubtreeReader};
 use custos_core::time::format_utc_nanos;
 use sqlx::Row;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{Inner, db_err};
@@ -30,11 +29,7 @@ use crate::filter::FilterView;
 use crate::{Appended, Clock, Result, StoreError};
 
 /// One queued append.
-pub(crate) struct WriteRequest {
-    pub(crate) entries: Vec<PreparedEntry>,
-    pub(crate) reply: oneshot::Sender<Result<Vec<Appended>>>,
-    pub(crate) _permit: OwnedSemaphorePermit,
-}
+pub(crate) use crate::queue::WriteRequest;
 
 /// The columns COPY writes, in order.
 const COPY_SQL: &str = "COPY ledger_entries (seq, id, ts, tenant, actor, event_type, action, \
