@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use custos_core::entry::{PreparedEntry, ZERO_HASH};
 use custos_core::merkle::{self, Frontier, Hash};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use self::checkpoints::Checkpoints;
 use self::index::Index;
@@ -349,8 +349,7 @@ pub enum Mode {
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    permits: Arc<Semaphore>,
-    max_queued: usize,
+    queue: crate::queue::Admission,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     recovery: RecoveryReport,
@@ -459,8 +458,7 @@ impl EmbeddedStore {
             shared.index = Some(Index::open(&dir.join("index"), recovery.size)?);
         }
         let shared = Arc::new(shared);
-        let permits = Arc::new(Semaphore::new(config.max_queued_entries));
-        let max_queued = config.max_queued_entries;
+        let queue = crate::queue::Admission::new(config.max_queued_entries);
         let (tx, writer, indexer) = if writable {
             let (tx, rx) = mpsc::channel(4096);
             let (seg_no, seg) = shared
@@ -504,8 +502,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             shared,
             tx: Mutex::new(tx),
-            permits,
-            max_queued,
+            queue,
             writer: Mutex::new(writer),
             indexer: Mutex::new(indexer),
             recovery,
@@ -528,19 +525,6 @@ impl EmbeddedStore {
             .ok()
             .and_then(|t| t.clone())
             .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
-    }
-
-    fn check_batch(batch: &[PreparedEntry]) -> Result<()> {
-        if batch.is_empty() {
-            return Err(StoreError::Invalid("empty batch".into()));
-        }
-        if batch.len() > MAX_BATCH {
-            return Err(StoreError::Invalid(format!(
-                "batch of {} entries is over the limit of {MAX_BATCH}",
-                batch.len()
-            )));
-        }
-        Ok(())
     }
 
     async fn submit(
@@ -962,25 +946,12 @@ fn proof_err(e: merkle::ProofError<StoreError>) -> StoreError {
 
 impl Store for EmbeddedStore {
     async fn append(&self, batch: Vec<PreparedEntry>) -> Result<Vec<Appended>> {
-        Self::check_batch(&batch)?;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_many_owned(batch.len() as u32)
-            .await
-            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        let permit = self.queue.admit(&batch).await?;
         self.submit(batch, permit).await
     }
 
     async fn try_append(&self, batch: Vec<PreparedEntry>) -> Result<Vec<Appended>> {
-        Self::check_batch(&batch)?;
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(batch.len() as u32)
-            .map_err(|_| StoreError::Overloaded {
-                queued: self.max_queued - self.permits.available_permits(),
-            })?;
+        let permit = self.queue.try_admit(&batch)?;
         self.submit(batch, permit).await
     }
 

@@ -44,7 +44,7 @@ use custos_core::merkle::{self, Hash};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use self::tree::{Fetched, Recorder, node_from_row, node_seq};
 use self::writer::{WriteRequest, Writer, severity_rank, to_i64};
@@ -351,8 +351,7 @@ pub struct PostgresStore {
     inner: Arc<Inner>,
     tx: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    permits: Arc<Semaphore>,
-    max_queued: usize,
+    queue: crate::queue::Admission,
     closed: AtomicBool,
     opened_size: u64,
     // Last: dropped after everything that may still hold connections.
@@ -428,8 +427,7 @@ impl PostgresStore {
             inner,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            permits: Arc::new(Semaphore::new(config.max_queued_entries)),
-            max_queued: config.max_queued_entries,
+            queue: crate::queue::Admission::new(config.max_queued_entries),
             closed: AtomicBool::new(false),
             opened_size,
             rt,
@@ -478,27 +476,6 @@ impl PostgresStore {
             .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
     }
 
-    fn check_batch(&self, batch: &[PreparedEntry]) -> Result<()> {
-        if batch.is_empty() {
-            return Err(StoreError::Invalid("empty batch".into()));
-        }
-        if batch.len() > MAX_BATCH {
-            return Err(StoreError::Invalid(format!(
-                "batch of {} entries is over the limit of {MAX_BATCH}",
-                batch.len()
-            )));
-        }
-        if batch.len() > self.max_queued {
-            // It could never get its permits.
-            return Err(StoreError::Invalid(format!(
-                "batch of {} entries is larger than the append queue ({})",
-                batch.len(),
-                self.max_queued
-            )));
-        }
-        Ok(())
-    }
-
     async fn submit(
         &self,
         batch: Vec<PreparedEntry>,
@@ -519,30 +496,12 @@ impl Drop for PostgresStore {
 
 impl Store for PostgresStore {
     async fn append(&self, batch: Vec<PreparedEntry>) -> Result<Vec<Appended>> {
-        self.check_batch(&batch)?;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_many_owned(batch.len() as u32)
-            .await
-            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        let permit = self.queue.admit(&batch).await?;
         self.submit(batch, permit).await
     }
 
     async fn try_append(&self, batch: Vec<PreparedEntry>) -> Result<Vec<Appended>> {
-        self.check_batch(&batch)?;
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(batch.len() as u32)
-            .map_err(|e| match e {
-                tokio::sync::TryAcquireError::Closed => {
-                    StoreError::Unavailable("store is closed".into())
-                }
-                tokio::sync::TryAcquireError::NoPermits => StoreError::Overloaded {
-                    queued: self.max_queued - self.permits.available_permits(),
-                },
-            })?;
+        let permit = self.queue.try_admit(&batch)?;
         self.submit(batch, permit).await
     }
 
@@ -1039,7 +998,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("the writer task failed: {e}")))?;
         }
-        self.permits.close();
+        self.queue.close();
         let inner = self.inner.clone();
         if let Ok(handle) = self.rt.handle() {
             let _ = handle.spawn(async move { inner.pool.close().await }).await;
