@@ -6,7 +6,7 @@
 //! [`MAX_EVENT_TYPES`] distinct values, new ones are counted under `event_type="other"` to keep
 //! the exposition bounded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -52,9 +52,21 @@ impl Default for LedgerMetrics {
 /// Counts of a batch, taken before it is appended and recorded once it is durable.
 #[derive(Debug, Default)]
 pub struct Tally {
-    events: HashMap<(String, Severity), u64>,
-    security: HashMap<(String, Severity), u64>,
+    /// (event type, severity) → entries. Batches hold few kinds, so a short list searched by
+    /// reference beats a map keyed by owned strings: no allocation per entry on the hot path.
+    events: Vec<((String, Severity), u64)>,
+    security: Vec<((String, Severity), u64)>,
     entries: u64,
+}
+
+fn count(into: &mut Vec<((String, Severity), u64)>, name: &str, severity: Severity) {
+    match into
+        .iter_mut()
+        .find(|((n, s), _)| n == name && *s == severity)
+    {
+        Some((_, c)) => *c += 1,
+        None => into.push(((name.to_owned(), severity), 1)),
+    }
 }
 
 /// The event type of security events.
@@ -66,17 +78,9 @@ impl Tally {
         let mut t = Tally::default();
         for b in bodies {
             t.entries += 1;
-            // Batches are mostly of one kind: look up before allocating a key.
-            match t.events.get_mut(&(b.event_type.clone(), b.severity)) {
-                Some(n) => *n += 1,
-                None => {
-                    t.events.insert((b.event_type.clone(), b.severity), 1);
-                }
-            }
+            count(&mut t.events, &b.event_type, b.severity);
             if b.event_type == SECURITY_EVENT {
-                *t.security
-                    .entry((b.action.clone(), b.severity))
-                    .or_default() += 1;
+                count(&mut t.security, &b.action, b.severity);
             }
         }
         t

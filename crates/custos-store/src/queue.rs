@@ -14,6 +14,16 @@ pub(crate) struct WriteRequest {
     pub(crate) _permit: OwnedSemaphorePermit,
 }
 
+/// The writer's channel, while the store is open (`close` takes it).
+pub(crate) fn sender(
+    tx: &std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
+) -> Result<mpsc::Sender<WriteRequest>> {
+    tx.lock()
+        .ok()
+        .and_then(|t| t.clone())
+        .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
+}
+
 /// Hands `batch` to the writer behind `tx` and waits for its receipts.
 pub(crate) async fn submit(
     tx: mpsc::Sender<WriteRequest>,

@@ -520,11 +520,7 @@ impl EmbeddedStore {
         if let Some(reason) = self.shared.poisoned() {
             return Err(StoreError::Unavailable(reason));
         }
-        self.tx
-            .lock()
-            .ok()
-            .and_then(|t| t.clone())
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
+        crate::queue::sender(&self.tx)
     }
 
     async fn submit(

@@ -469,11 +469,7 @@ impl PostgresStore {
     }
 
     fn sender(&self) -> Result<mpsc::Sender<WriteRequest>> {
-        self.tx
-            .lock()
-            .ok()
-            .and_then(|t| t.clone())
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
+        crate::queue::sender(&self.tx)
     }
 
     async fn submit(
