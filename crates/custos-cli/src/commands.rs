@@ -234,6 +234,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Keys { command } => keys(&dir, command, json_out).await?,
+        Command::Copy {
+            from,
+            to,
+            from_url,
+            to_url,
+        } => {
+            crate::copy::run(
+                &dir,
+                &config,
+                crate::copy::Endpoints {
+                    from: from.into(),
+                    to: to.into(),
+                    from_url,
+                    to_url,
+                },
+                json_out,
+            )
+            .await?
+        }
         Command::Migrate => {
             let pg = config.postgres.as_ref().ok_or_else(|| {
                 bad("migrate needs [postgres] url in the config, or CUSTOS_POSTGRES_URL")
@@ -449,7 +468,7 @@ async fn verify_postgres(dir: &Path, url: &str, json_out: bool) -> anyhow::Resul
 }
 
 /// Verifies `store` against the origin and key of the data directory `dir`.
-fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> anyhow::Result<()> {
+pub(crate) fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> anyhow::Result<()> {
     let (settings, signer) = datadir::load(dir)?;
     let total = store.size().unwrap_or(0);
     let bar = if json_out {

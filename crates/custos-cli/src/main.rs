@@ -8,6 +8,7 @@ mod bench;
 mod bench_http;
 mod commands;
 mod config;
+mod copy;
 mod datadir;
 
 use std::path::PathBuf;
@@ -50,6 +51,24 @@ pub enum Command {
     /// Apply the PostgreSQL schema migrations ([postgres] url / CUSTOS_POSTGRES_URL); `serve`
     /// also applies them on start.
     Migrate,
+    /// Copy the ledger into a PostgreSQL store and verify it there: entries keep their bytes,
+    /// seqs, ids and proofs; every checkpoint is checked against the root the destination
+    /// computed; then the whole copy is verified. Run it again to resume or to catch up.
+    /// Serve the copy with the same data directory (keys/, ledger.json) and store = postgres.
+    Copy {
+        /// Where from: embedded (the data directory) or postgres.
+        #[arg(long, value_enum)]
+        from: StoreArg,
+        /// Where to: postgres.
+        #[arg(long, value_enum)]
+        to: StoreArg,
+        /// With --from postgres: the source database [default: [postgres] url].
+        #[arg(long)]
+        from_url: Option<String>,
+        /// The destination database [default: [postgres] url, or CUSTOS_POSTGRES_URL].
+        #[arg(long)]
+        to_url: Option<String>,
+    },
     /// Create the data directory and the log's Ed25519 key; print the verifier key.
     Init {
         /// Checkpoint origin (a schema-less URL naming this log); generated if absent.
@@ -147,6 +166,24 @@ pub enum Command {
     /// Quick start: init if needed, append a few entries, prove one, check the proof offline
     /// and verify the whole ledger.
     Demo,
+}
+
+/// A store kind on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum StoreArg {
+    /// The embedded store in the data directory.
+    Embedded,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+impl From<StoreArg> for config::StoreKind {
+    fn from(a: StoreArg) -> Self {
+        match a {
+            StoreArg::Embedded => config::StoreKind::Embedded,
+            StoreArg::Postgres => config::StoreKind::Postgres,
+        }
+    }
 }
 
 /// Key subcommands.

@@ -222,3 +222,114 @@ fn an_append_only_role_serves_and_cannot_rewrite() {
         .expect("verify");
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `custos copy --from embedded --to postgres` moves a ledger byte for byte — the same
+/// checkpoints verify against it — verifies it on arrival, resumes and catches up when run
+/// again, refuses a database holding another ledger, and the copy serves on.
+#[test]
+fn copy_moves_an_embedded_ledger_into_postgres_and_verifies_it_on_arrival() {
+    let db = database();
+    // More than one chunk (10 000) and several checkpoints.
+    let (_tmp, data) = ledger_with(12_000);
+    let more: String = (12_000..25_000).map(|i| entry_line(i) + "\n").collect();
+    ok(&custos_stdin(&data, &["append"], &more));
+    let source_latest = ok(&custos(&data, &["checkpoint"]));
+
+    let copy = ["copy", "--from", "embedded", "--to", "postgres"];
+    let out = ok(&custos_pg(&data, &db.url, &copy));
+    assert!(
+        out.contains("copied 25000 entries (0 were there already)"),
+        "{out}"
+    );
+    assert!(out.contains("ledger intact: 25000 entries"), "{out}");
+    let out = custos_pg(&data, &db.url, &["--json", "verify"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["entries"], 25_000);
+    let source_report = verify(&data).1;
+    assert_eq!(report["root"], source_report["root"], "one tree");
+    assert_eq!(report["checkpoints"], source_report["checkpoints"]);
+    let dest_latest = psql(
+        &db.url,
+        "SELECT note FROM ledger_checkpoints ORDER BY no DESC LIMIT 1",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&dest_latest.stdout).trim_end(),
+        source_latest.trim_end(),
+        "the source's signed checkpoint, unchanged"
+    );
+    let row = psql(
+        &db.url,
+        "SELECT convert_from(canonical, 'UTF8') FROM ledger_entries WHERE seq = 4242",
+    );
+    let source_entry: Value =
+        serde_json::from_str(&ok(&custos(&data, &["get", "4242"]))).expect("entry");
+    let dest_entry: Value =
+        serde_json::from_slice(&row.stdout).expect("the stored canonical entry");
+    assert_eq!(dest_entry, source_entry, "same bytes, same id and ts");
+
+    // Again: nothing to do. After more appends: only the new entries and checkpoint.
+    let out = ok(&custos_pg(&data, &db.url, &copy));
+    assert!(
+        out.contains("copied 0 entries (25000 were there already) and 0 checkpoints"),
+        "{out}"
+    );
+    let tail: String = (25_000..25_100).map(|i| entry_line(i) + "\n").collect();
+    ok(&custos_stdin(&data, &["append"], &tail));
+    let out = ok(&custos_pg(&data, &db.url, &copy));
+    assert!(
+        out.contains("copied 100 entries (25000 were there already) and 1 checkpoints"),
+        "{out}"
+    );
+
+    // A database holding another ledger is refused and left as it was.
+    let other_db = database();
+    let (_other_tmp, other) = ledger_with(30);
+    ok(&custos_pg(&other, &other_db.url, &copy));
+    let out = custos_pg(&data, &other_db.url, &copy);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another ledger"),
+        "{out:?}"
+    );
+    let count = psql(&other_db.url, "SELECT count(*) FROM ledger_entries");
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "30");
+    // Copying into the embedded store is not a thing; say so.
+    let out = custos_pg(
+        &data,
+        &db.url,
+        &["copy", "--from", "postgres", "--to", "embedded"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--to must be postgres"));
+
+    // The copy serves on: appends continue its chain, and it still verifies.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", &db.url)
+        .stderr(std::process::Stdio::null());
+    let (mut server, _, lines) = spawn_server(cmd, 1);
+    let admin = lines[0]
+        .rsplit_once(": ")
+        .map(|(_, k)| k.to_owned())
+        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let r = http(
+        &server.addr,
+        "POST",
+        "/v1/entries",
+        Some(&admin),
+        Some(
+            &json!({"tenant": "system", "event_type": "settings_changed", "actor": "user:ops",
+                    "action": "moved", "outcome": "success"})
+            .to_string(),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["seq"], 25_101, "after the copy and the key entry");
+    assert!(server.terminate().success());
+    let out = custos_pg(&data, &db.url, &["--json", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+}

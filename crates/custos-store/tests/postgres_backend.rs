@@ -258,3 +258,104 @@ async fn the_store_reconnects_after_its_connections_are_killed() {
     assert_eq!(store.health().expect("health").unwritable, None);
     store.close().await.expect("close");
 }
+
+/// `import` takes records another store sealed and keeps them byte for byte — same tree, same
+/// lookups — and refuses, changing nothing, any record that does not continue the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_keeps_sealed_records_and_refuses_any_that_do_not_continue_the_log() {
+    use custos_store::RawRecord;
+    use custos_store::embedded::{EmbeddedConfig, EmbeddedStore};
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = EmbeddedStore::open(tmp.path(), EmbeddedConfig::default()).expect("embedded");
+    for b in 0..5u64 {
+        let batch = (0..200).map(|i| prepared(b * 200 + i)).collect();
+        source.append(batch).await.expect("append");
+    }
+    let n = source.size().expect("size");
+    let records = source.read_range(0, n).expect("records");
+
+    let db = TestDatabase::create().await;
+    let dest = open(&db, PostgresConfig::default()).await;
+    // In two chunks, as `custos copy` does.
+    assert_eq!(
+        dest.import(records[..300].to_vec()).await.expect("import"),
+        300
+    );
+    assert_eq!(
+        dest.import(records[300..].to_vec()).await.expect("import"),
+        n
+    );
+    assert_eq!(dest.read_range(0, n).expect("read back"), records);
+    for size in [1, 2, 299, 300, 301, 512, n] {
+        assert_eq!(
+            dest.root(size).expect("dest root"),
+            source.root(size).expect("root")
+        );
+    }
+    assert_eq!(
+        dest.inclusion_proof(17, n).expect("proof"),
+        source.inclusion_proof(17, n).expect("proof")
+    );
+    let view = custos_store::FilterView::parse(&records[421].bytes).expect("view");
+    assert_eq!(dest.seq_of_id(&view.id).expect("id"), Some(421));
+
+    // Appends continue the imported chain.
+    let more = dest
+        .append(vec![prepared(9_999)])
+        .await
+        .expect("append after import");
+    assert_eq!(more[0].seq, n);
+    let next = dest.get(n).expect("get").expect("present");
+    let head = custos_core::canonical::check_entry(&next.bytes).expect("canonical");
+    assert_eq!(
+        head.prev_hash,
+        merkle::leaf_hash(&records[(n - 1) as usize].bytes)
+    );
+    let size = n + 1;
+
+    // What does not continue the log is refused and changes nothing.
+    let other = tempfile::tempdir().expect("tmp");
+    let stranger = EmbeddedStore::open(other.path(), EmbeddedConfig::default()).expect("open");
+    for _ in 0..=size {
+        stranger.append(vec![prepared(1)]).await.expect("append");
+    }
+    let foreign = stranger.read_range(size, size + 1).expect("foreign");
+    // Not in canonical form (a space after the brace).
+    let mut spaced = foreign[0].clone();
+    spaced.bytes.insert(1, b' ');
+    let cases: Vec<(&str, Vec<RawRecord>, &str)> = vec![
+        ("another log's entry", foreign.clone(), "prev_hash"),
+        ("a non-canonical entry", vec![spaced], "canonical"),
+        (
+            "a gap",
+            vec![RawRecord {
+                seq: size + 1,
+                bytes: foreign[0].bytes.clone(),
+            }],
+            "out of order",
+        ),
+        ("a replay", vec![records[5].clone()], "out of order"),
+        (
+            "not JSON",
+            vec![RawRecord {
+                seq: size,
+                bytes: b"{\"seq\":".to_vec(),
+            }],
+            "canonical",
+        ),
+    ];
+    for (what, batch, says) in cases {
+        let err = dest.import(batch).await.expect_err(what);
+        let text = err.to_string();
+        assert!(
+            matches!(err, StoreError::Corrupt { .. } | StoreError::Invalid(_)),
+            "{what}: {text}"
+        );
+        assert!(text.contains(says), "{what}: `{text}` should say `{says}`");
+        assert_eq!(dest.size().expect("size"), size, "{what} changed the store");
+    }
+    dest.close().await.expect("close");
+    source.close().await.expect("close");
+    stranger.close().await.expect("close");
+}

@@ -472,6 +472,24 @@ impl PostgresStore {
         crate::queue::sender(&self.tx)
     }
 
+    /// Appends `records` that another store sealed (`custos copy`), checking on arrival that
+    /// each continues this log exactly: the next seq, canonical form, `prev_hash` equal to the
+    /// leaf hash before it, `ts` not going back, a UUID id. All or nothing: one transaction
+    /// under the sequencing lock, so appends of other nodes cannot interleave. Returns the
+    /// size after. A record that does not continue the log is [`StoreError::Corrupt`] (naming
+    /// its seq) or, when its seq is not the next one, [`StoreError::Invalid`].
+    pub async fn import(&self, records: Vec<RawRecord>) -> Result<u64> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("store is closed".into()));
+        }
+        let inner = self.inner.clone();
+        self.rt
+            .handle()?
+            .spawn(async move { writer::import(&inner, &records).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("importing: {e}")))?
+    }
+
     async fn submit(
         &self,
         batch: Vec<PreparedEntry>,

@@ -130,7 +130,6 @@ pub(crate) struct Writer {
     max_group_entries: usize,
     copy: Vec<u8>,
     sealed: Vec<u8>,
-    nodes: Vec<u8>,
 }
 
 impl Writer {
@@ -141,7 +140,6 @@ impl Writer {
             max_group_entries,
             copy: Vec::new(),
             sealed: Vec::new(),
-            nodes: Vec::new(),
         }
     }
 
@@ -179,159 +177,265 @@ impl Writer {
 
     /// Appends the group in one transaction; nothing is acknowledged unless it commits.
     async fn commit(&mut self, group: &[WriteRequest]) -> Result<Vec<Vec<Appended>>> {
-        let mut tx = self
-            .inner
-            .pool
-            .begin()
-            .await
-            .map_err(db_err("starting the append transaction"))?;
-        let row = sqlx::query(
-            "SELECT size, last_leaf, last_ts, last_id, frontier FROM ledger_state \
-             WHERE singleton FOR UPDATE",
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("locking ledger_state"))?
-        .ok_or_else(|| corrupt_state(0, "the state row is missing"))?;
-        let state = TreeState::from_row(&row)?;
+        let (tx, state) = lock_state(&self.inner).await?;
         let old_size = state.size;
         let results = self.seal_group(group, state)?;
-        let new = &results.state;
-        let mut copy = tx
-            .copy_in_raw(COPY_SQL)
-            .await
-            .map_err(db_err("starting COPY into ledger_entries"))?;
-        copy.send(self.copy.as_slice())
-            .await
-            .map_err(db_err("sending entries"))?;
-        let rows = copy
-            .finish()
-            .await
-            .map_err(db_err("copying entries into ledger_entries"))?;
-        if rows != new.size - old_size {
-            return Err(StoreError::Unavailable(format!(
-                "COPY stored {rows} entries of {}",
-                new.size - old_size
-            )));
-        }
-        let frontier: Vec<u8> = new.frontier.iter().flatten().copied().collect();
-        let updated = sqlx::query(
-            "UPDATE ledger_state SET size = $1, last_leaf = $2, last_ts = $3, last_id = $4, \
-             frontier = $5 WHERE singleton AND size = $6",
-        )
-        .bind(to_i64(new.size)?)
-        .bind(&new.last_leaf[..])
-        .bind(new.last_ts)
-        .bind(new.last_id.map(Uuid::from_u128))
-        .bind(frontier)
-        .bind(to_i64(old_size)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("updating ledger_state"))?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Unavailable(
-                "ledger_state changed under the row lock".into(),
-            ));
-        }
-        tx.commit()
-            .await
-            .map_err(db_err("committing the append transaction"))?;
-        self.inner.saw_size(new.size);
+        store_rows(tx, old_size, &results.state, &self.copy).await?;
+        self.inner.saw_size(results.state.size);
         Ok(results.appended)
     }
 
     /// Seals every entry of the group on top of `state` and fills `self.copy`.
     fn seal_group(&mut self, group: &[WriteRequest], state: TreeState) -> Result<Sealed> {
-        let TreeState {
-            size,
-            mut last_leaf,
-            mut last_ts,
-            mut last_id,
-            frontier: stack,
-        } = state;
-        let mut frontier = Frontier::from_reader(
-            &StoredFrontier {
-                size,
-                hashes: &stack,
-            },
-            size,
-        )
-        .map_err(|e| match e {
-            custos_core::merkle::ProofError::Read(e) => e,
-            other => corrupt_state(size, &other.to_string()),
-        })?;
-        let mut stack = stack;
-        let mut seq = size;
-        self.copy.clear();
-        copy_header(&mut self.copy);
+        let mut rows = RowBuilder::start(state, &mut self.copy)?;
         let mut out = Vec::with_capacity(group.len());
         for req in group {
             let mut appended = Vec::with_capacity(req.entries.len());
             for entry in &req.entries {
                 let now = i64::try_from((self.clock)())
                     .map_err(|_| StoreError::Unavailable("the clock is out of range".into()))?
-                    .max(last_ts);
-                last_ts = now;
+                    .max(rows.last_ts);
                 let ts = format_utc_nanos(i128::from(now))
                     .ok_or_else(|| StoreError::Unavailable("the clock is out of range".into()))?;
-                let id = next_id(last_id, now);
-                last_id = Some(id);
+                let id = next_id(rows.last_id, now);
                 let id_text = Uuid::from_u128(id).hyphenated().to_string();
                 self.sealed.clear();
-                let leaf = entry.seal_into(seq, &id_text, &ts, &last_leaf, &mut self.sealed);
-                // The subtree hashes this leaf completes (levels 1..), and the new right edge.
-                self.nodes.clear();
-                let mut merged = 0usize;
-                let mut top = leaf;
-                let nodes = &mut self.nodes;
-                frontier.push(leaf, |level, _index, hash| {
-                    if level > 0 {
-                        nodes.extend_from_slice(hash);
-                        merged += 1;
-                    }
-                    top = *hash;
-                });
-                stack.truncate(stack.len() - merged);
-                stack.push(top);
+                let seq = rows.seq;
+                let leaf = entry.seal_into(seq, &id_text, &ts, &rows.last_leaf, &mut self.sealed);
                 let view = FilterView::parse(&self.sealed).map_err(|e| StoreError::Corrupt {
                     seq,
                     problem: format!("a sealed entry does not parse: {e}"),
                 })?;
-                copy_row(
-                    &mut self.copy,
-                    &CopyRow {
-                        seq: to_i64(seq)?,
-                        id,
-                        ts: now,
-                        view: &view,
-                        canonical: &self.sealed,
-                        leaf: &leaf,
-                        nodes: &self.nodes,
-                    },
-                );
+                rows.push(&mut self.copy, &self.sealed, &view, id, now, leaf)?;
                 appended.push(Appended {
                     seq,
                     id: id_text,
                     ts,
                     leaf_hash: leaf,
                 });
-                last_leaf = leaf;
-                seq += 1;
             }
             out.push(appended);
         }
-        self.copy.extend_from_slice(&(-1i16).to_be_bytes());
         Ok(Sealed {
             appended: out,
-            state: TreeState {
-                size: seq,
-                last_leaf,
-                last_ts,
-                last_id,
-                frontier: stack,
-            },
+            state: rows.finish(&mut self.copy),
         })
     }
+}
+
+/// Appends rows to a tree state: moves the frontier, collects the subtree hashes each leaf
+/// completes and encodes the binary COPY data. Used by sealing (new entries) and by import
+/// (entries another store sealed).
+struct RowBuilder {
+    frontier: Frontier,
+    /// The stored frontier form: complete subtree hashes, largest first.
+    stack: Vec<Hash>,
+    seq: u64,
+    last_leaf: Hash,
+    last_ts: i64,
+    last_id: Option<u128>,
+    nodes: Vec<u8>,
+}
+
+impl RowBuilder {
+    /// Starts on top of `state`; clears `copy` and writes the COPY header.
+    fn start(state: TreeState, copy: &mut Vec<u8>) -> Result<Self> {
+        let frontier = Frontier::from_reader(
+            &StoredFrontier {
+                size: state.size,
+                hashes: &state.frontier,
+            },
+            state.size,
+        )
+        .map_err(|e| match e {
+            custos_core::merkle::ProofError::Read(e) => e,
+            other => corrupt_state(state.size, &other.to_string()),
+        })?;
+        copy.clear();
+        copy_header(copy);
+        Ok(RowBuilder {
+            frontier,
+            stack: state.frontier,
+            seq: state.size,
+            last_leaf: state.last_leaf,
+            last_ts: state.last_ts,
+            last_id: state.last_id,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// Adds the entry `canonical` (whose filter fields are `view`) as the next row.
+    fn push(
+        &mut self,
+        copy: &mut Vec<u8>,
+        canonical: &[u8],
+        view: &FilterView<'_>,
+        id: u128,
+        ts: i64,
+        leaf: Hash,
+    ) -> Result<()> {
+        // The subtree hashes this leaf completes (levels 1..), and the new right edge.
+        self.nodes.clear();
+        let mut merged = 0usize;
+        let mut top = leaf;
+        let nodes = &mut self.nodes;
+        self.frontier.push(leaf, |level, _index, hash| {
+            if level > 0 {
+                nodes.extend_from_slice(hash);
+                merged += 1;
+            }
+            top = *hash;
+        });
+        self.stack.truncate(self.stack.len() - merged);
+        self.stack.push(top);
+        copy_row(
+            copy,
+            &CopyRow {
+                seq: to_i64(self.seq)?,
+                id,
+                ts,
+                view,
+                canonical,
+                leaf: &leaf,
+                nodes: &self.nodes,
+            },
+        );
+        self.last_leaf = leaf;
+        self.last_ts = ts;
+        self.last_id = Some(id);
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Ends the COPY data; the tree state after the rows.
+    fn finish(self, copy: &mut Vec<u8>) -> TreeState {
+        copy.extend_from_slice(&(-1i16).to_be_bytes());
+        TreeState {
+            size: self.seq,
+            last_leaf: self.last_leaf,
+            last_ts: self.last_ts,
+            last_id: self.last_id,
+            frontier: self.stack,
+        }
+    }
+}
+
+/// Locks the state row in a new transaction and reads the tree as it is now.
+async fn lock_state(
+    inner: &Inner,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, TreeState)> {
+    let mut tx = inner
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("starting the append transaction"))?;
+    let row = sqlx::query(
+        "SELECT size, last_leaf, last_ts, last_id, frontier FROM ledger_state \
+         WHERE singleton FOR UPDATE",
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err("locking ledger_state"))?
+    .ok_or_else(|| corrupt_state(0, "the state row is missing"))?;
+    let state = TreeState::from_row(&row)?;
+    Ok((tx, state))
+}
+
+/// COPYs the rows, moves the state row from `old_size` to `new` and commits.
+async fn store_rows(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    old_size: u64,
+    new: &TreeState,
+    rows: &[u8],
+) -> Result<()> {
+    let mut copy = tx
+        .copy_in_raw(COPY_SQL)
+        .await
+        .map_err(db_err("starting COPY into ledger_entries"))?;
+    copy.send(rows).await.map_err(db_err("sending entries"))?;
+    let stored = copy
+        .finish()
+        .await
+        .map_err(db_err("copying entries into ledger_entries"))?;
+    if stored != new.size - old_size {
+        return Err(StoreError::Unavailable(format!(
+            "COPY stored {stored} entries of {}",
+            new.size - old_size
+        )));
+    }
+    let frontier: Vec<u8> = new.frontier.iter().flatten().copied().collect();
+    let updated = sqlx::query(
+        "UPDATE ledger_state SET size = $1, last_leaf = $2, last_ts = $3, last_id = $4, \
+         frontier = $5 WHERE singleton AND size = $6",
+    )
+    .bind(to_i64(new.size)?)
+    .bind(&new.last_leaf[..])
+    .bind(new.last_ts)
+    .bind(new.last_id.map(Uuid::from_u128))
+    .bind(frontier)
+    .bind(to_i64(old_size)?)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("updating ledger_state"))?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Unavailable(
+            "ledger_state changed under the row lock".into(),
+        ));
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing the append transaction"))
+}
+
+/// Appends records another store sealed, after checking each continues the log exactly:
+/// canonical form, `seq` next, `prev_hash` the previous leaf hash, `ts` not going back, a
+/// UUID `id`. All or nothing, in one transaction under the state row's lock. Returns the
+/// size after.
+pub(crate) async fn import(inner: &Inner, records: &[crate::RawRecord]) -> Result<u64> {
+    let (tx, state) = lock_state(inner).await?;
+    let old_size = state.size;
+    let mut copy = Vec::new();
+    let mut rows = RowBuilder::start(state, &mut copy)?;
+    for rec in records {
+        let seq = rows.seq;
+        let bad = |problem: String| StoreError::Corrupt { seq, problem };
+        if rec.seq != seq {
+            return Err(StoreError::Invalid(format!(
+                "import out of order: the store holds {seq} entries, the next record is seq {}",
+                rec.seq
+            )));
+        }
+        let head = custos_core::canonical::check_entry(&rec.bytes)
+            .map_err(|e| bad(format!("not a canonical entry: {e}")))?;
+        if head.seq != seq {
+            return Err(bad(format!("the entry says seq {}", head.seq)));
+        }
+        if head.prev_hash != rows.last_leaf {
+            return Err(bad(
+                "prev_hash is not the leaf hash of the entry before".into()
+            ));
+        }
+        let view = FilterView::parse(&rec.bytes).map_err(|e| bad(format!("unreadable: {e}")))?;
+        let id = Uuid::parse_str(&view.id)
+            .map_err(|e| bad(format!("id `{}` is not a UUID: {e}", view.id)))?
+            .as_u128();
+        let ts = custos_core::time::parse_rfc3339(&view.ts)
+            .ok()
+            .and_then(|t| i64::try_from(t).ok())
+            .ok_or_else(|| bad(format!("ts `{}` is not a time custos can store", view.ts)))?;
+        if ts < rows.last_ts {
+            return Err(bad(format!("ts `{}` is before the entry before", view.ts)));
+        }
+        let leaf = custos_core::merkle::leaf_hash(&rec.bytes);
+        rows.push(&mut copy, &rec.bytes, &view, id, ts, leaf)?;
+    }
+    let new = rows.finish(&mut copy);
+    if new.size == old_size {
+        return Ok(old_size);
+    }
+    store_rows(tx, old_size, &new, &copy).await?;
+    inner.saw_size(new.size);
+    Ok(new.size)
 }
 
 struct Sealed {
