@@ -269,6 +269,13 @@ impl Signer {
         }
     }
 
+    /// A bare Ed25519 signature over `message` with the note key — for signed JSON objects
+    /// (gate decisions sign the RFC 8785 form of the decision), whose bytes can never be a
+    /// note text (a note text ends in a newline; a JSON object in a brace).
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+
     /// Signs `text` and returns the full note: text + "\n" + one signature line.
     ///
     /// The text must be non-empty, end in '\n' and contain no control character other than
@@ -310,6 +317,14 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// Whether `signature` is this key's Ed25519 signature over `message` (see
+    /// [`Signer::sign_bytes`]). Strict verification: no malleable or small-order forms.
+    pub fn verify_bytes(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        self.key
+            .verify_strict(message, &Signature::from_bytes(signature))
+            .is_ok()
+    }
+
     /// Parses `<name>+<hex key id>+<base64(0x01 ‖ public key)>` and checks the key id.
     pub fn parse(s: &str) -> Result<Self, NoteError> {
         let parts = parse_key_text(s, malformed_verifier)?;

@@ -8,7 +8,17 @@
 //!   normalisers that build it from a generic JSON plan or a Terraform plan
 //!   (`terraform show -json`), with cost from the plan, the metadata or an Infracost breakdown.
 //! - [`request`]: what an orchestrator sends for review.
+//! - [`intent`]: intent verification — the deterministic verifier, the optional LLM verifier, and the fail-secure rule combining them.
+//! - [`policy`]: the hard, soft and operator policies (Rego on regorus), the bundle hash, `policy test`.
+//! - [`token`]: approval tokens — signed notes binding request, plan hash and expiry.
+//! - [`execution`]: execution verification (SPEC §4.4) — reading what was executed (generic report, Terraform plan, post-apply state or `apply -json` log) and comparing it with the approved plan.
+//! - [`overrides`]: the human override chain (SPEC §4.5) — request, approval requirements, signed approvals, ledger records, rebuild.
 #![deny(missing_docs)]
 
+pub mod execution;
+pub mod intent;
+pub mod overrides;
 pub mod plan;
+pub mod policy;
 pub mod request;
+pub mod token;

@@ -206,3 +206,197 @@ pub struct NormalizedPlan {
     /// document treated as an empty plan, a UTF-16 file decoded, …).
     pub notes: Vec<String>,
 }
+
+// The normalisers: from a generic or Terraform plan (and the metadata and Infracost breakdown
+// beside it) to the view above.
+
+pub mod controls;
+pub mod cost;
+mod decode;
+pub mod environment;
+mod error;
+mod facts;
+pub mod generic;
+pub mod ingress;
+mod json;
+pub mod terraform;
+
+pub use error::PlanError;
+pub use generic::verb_from_word;
+pub use ingress::is_public;
+
+use crate::request::{Metadata, ReviewRequest};
+use json::Path;
+
+/// The text decoder and JSON readers, shared with execution verification, which reads
+/// execution results the way plans are read (same encodings, same path-naming errors).
+pub(crate) mod read {
+    pub(crate) use super::decode::decode_text;
+    pub(crate) use super::json::{
+        Path, aliased, describe, missing, opt_array, opt_object, opt_str, req_str, wrong_type,
+    };
+}
+
+/// A plan's bytes decoded to JSON, with notes on how (a UTF-16 file decoded, a byte order
+/// mark dropped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedPlan {
+    /// The plan.
+    pub value: Value,
+    /// What decoding had to do; empty for plain UTF-8.
+    pub notes: Vec<String>,
+}
+
+/// Decodes a plan file: UTF-8 (with or without a byte order mark) or UTF-16 LE/BE (with or
+/// without one), then JSON. Other encodings are refused naming the encoding (UTF-32) or the
+/// offset of the first byte that is not UTF-8.
+pub fn decode_plan(bytes: &[u8]) -> Result<DecodedPlan, PlanError> {
+    let (value, notes) = decode::decode_json(bytes)?;
+    Ok(DecodedPlan { value, notes })
+}
+
+/// Normalises a plan given as bytes (see [`decode_plan`] for the encodings read), keeping
+/// decoding notes in [`NormalizedPlan::notes`].
+pub fn normalize_bytes(
+    plan: &[u8],
+    metadata: &Metadata,
+    user_request: &str,
+    infracost: Option<&Value>,
+) -> Result<NormalizedPlan, PlanError> {
+    let decoded = decode_plan(plan)?;
+    let mut normalized = normalize_value(&decoded.value, metadata, user_request, infracost)?;
+    let mut notes = decoded.notes;
+    notes.append(&mut normalized.notes);
+    normalized.notes = notes;
+    Ok(normalized)
+}
+
+/// Normalises the plan of a review request.
+pub fn normalize_request(request: &ReviewRequest) -> Result<NormalizedPlan, PlanError> {
+    normalize_value(
+        &request.plan,
+        &request.metadata,
+        &request.user_request,
+        request.infracost.as_ref(),
+    )
+}
+
+/// Normalises a plan: a generic plan (an object with `actions`, shape in [`generic`]) or a
+/// Terraform plan (`terraform show -json` output, see [`terraform`]), told apart by their keys.
+/// `metadata.environment` and `user_request` are evidence of each resource's environment when
+/// the resource itself says nothing ([`environment`]); cost comes from the Infracost
+/// breakdown, else the plan, else the metadata ([`cost`]). What is read for ingress and
+/// security controls: [`ingress`], [`controls`].
+pub fn normalize_value(
+    plan: &Value,
+    metadata: &Metadata,
+    user_request: &str,
+    infracost: Option<&Value>,
+) -> Result<NormalizedPlan, PlanError> {
+    let Value::Object(doc) = plan else {
+        return Err(json::wrong_type(
+            &Path::root(),
+            "an object (a generic plan or a Terraform plan)",
+            plan,
+        ));
+    };
+    let context = Context {
+        metadata_environment: metadata.environment.as_deref(),
+        request: environment::read_text(user_request),
+    };
+    let parsed = match detect(doc)? {
+        PlanFormat::Generic => generic::normalize(doc, &context)?,
+        PlanFormat::Terraform => terraform::normalize(doc, &context)?,
+    };
+    let list = match parsed.format {
+        PlanFormat::Generic => "actions",
+        PlanFormat::Terraform => "resource_changes",
+    };
+    check_unique(&parsed.actions, list)?;
+    let infracost = infracost.map(cost::from_infracost).transpose()?;
+    let metadata_figures = cost::from_metadata(metadata)?;
+    let mut actions = parsed.actions;
+    if let Some(breakdown) = &infracost {
+        cost::apply_resource_costs(&mut actions, &breakdown.resources);
+    }
+    let (cost, cost_notes) = cost::decide(
+        infracost.as_ref().map(|i| &i.figures),
+        &parsed.figures,
+        &metadata_figures,
+    );
+    let regions = actions.iter().filter_map(|a| a.region.clone()).collect();
+    let mut notes = parsed.notes;
+    notes.extend(cost_notes);
+    Ok(NormalizedPlan {
+        format: parsed.format,
+        actions,
+        cost,
+        regions,
+        notes,
+    })
+}
+
+/// What normalising each action needs from outside the plan.
+pub(crate) struct Context<'a> {
+    /// `metadata.environment`.
+    pub metadata_environment: Option<&'a str>,
+    /// What the user's request says about the environment (read once per plan).
+    pub request: Option<environment::Reading>,
+}
+
+/// A plan as one normaliser read it, before cost is decided.
+pub(crate) struct Parsed {
+    pub format: PlanFormat,
+    pub actions: Vec<PlannedAction>,
+    /// Cost figures the plan itself states.
+    pub figures: cost::Figures,
+    pub notes: Vec<String>,
+}
+
+/// Which shape `doc` is: `actions` makes it generic; `resource_changes`, `format_version`,
+/// `terraform_version`, `planned_values`, `configuration`, `prior_state` or `values` make it
+/// Terraform.
+fn detect(doc: &serde_json::Map<String, Value>) -> Result<PlanFormat, PlanError> {
+    const TERRAFORM_KEYS: &[&str] = &[
+        "resource_changes",
+        "format_version",
+        "terraform_version",
+        "planned_values",
+        "configuration",
+        "prior_state",
+        "values",
+    ];
+    let has = |key: &str| doc.get(key).is_some_and(|v| !v.is_null());
+    match (doc.contains_key("actions"), has("resource_changes")) {
+        (true, true) => Err(PlanError::AmbiguousFormat),
+        (true, false) => Ok(PlanFormat::Generic),
+        (false, _) if TERRAFORM_KEYS.iter().any(|k| has(k)) => Ok(PlanFormat::Terraform),
+        (false, _) => {
+            let keys: Vec<String> = doc.keys().take(8).map(|k| format!("`{k}`")).collect();
+            let keys = if keys.is_empty() {
+                "none (the object is empty)".to_owned()
+            } else {
+                keys.join(", ")
+            };
+            Err(PlanError::UnrecognisedFormat { keys })
+        }
+    }
+}
+
+/// Every action has its own address.
+fn check_unique(actions: &[PlannedAction], list: &str) -> Result<(), PlanError> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, action) in actions.iter().enumerate() {
+        if let Some(first) = seen.insert(&action.address, i) {
+            return Err(PlanError::DuplicateAddress {
+                path: Path::named(list).index(i).to_string(),
+                address: action.address.clone(),
+                first: Path::named(list).index(first).to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
