@@ -253,6 +253,30 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             )
             .await?
         }
+        Command::Policy {
+            command: crate::PolicyCommand::Test { dir },
+        } => crate::gate::policy_test(&dir, json_out)?,
+        Command::Token {
+            command:
+                crate::TokenCommand::Verify {
+                    token,
+                    key,
+                    origin,
+                    request_id,
+                    plan_hash,
+                    at,
+                },
+        } => crate::gate::token_verify(
+            crate::gate::TokenCheck {
+                token: &token,
+                key: &key,
+                origin: origin.as_deref(),
+                request_id: request_id.as_deref(),
+                plan_hash: plan_hash.as_deref(),
+                at: at.as_deref(),
+            },
+            json_out,
+        )?,
         Command::Migrate => {
             let pg = config.postgres.as_ref().ok_or_else(|| {
                 bad("migrate needs [postgres] url in the config, or CUSTOS_POSTGRES_URL")

@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod copy;
 mod datadir;
+mod gate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -156,6 +157,17 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Gate policies (SPEC §4.2): `policy test DIR` runs the Rego unit tests of operator
+    /// policies against the built-in bundle.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Approval tokens of the plan gate (SPEC §4.1).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The signed JSON Lines mirror.
     Mirror {
         #[command(subcommand)]
@@ -221,6 +233,44 @@ pub enum KeysCommand {
         /// Who revokes it (recorded as the entry's actor).
         #[arg(long, default_value = "user:cli")]
         by: String,
+    },
+}
+
+/// Policy subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Run the `test_*` rules of the `*_test.rego` files in DIR against custos's built-in
+    /// policies plus DIR's operator policies (`package custos.operator.<name>`). Exit 1 when
+    /// any test fails.
+    Test {
+        /// Directory of operator policies and their tests.
+        dir: PathBuf,
+    },
+}
+
+/// Token subcommands.
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Check an approval token offline: the log's signature, expiry, and (if given) that it
+    /// approves this request and exactly this plan. Exit 1 when it does not.
+    Verify {
+        /// The token (as the review returned it).
+        token: String,
+        /// The log's verifier key (`name+keyid+base64`), or a file holding it (DATA/log.pub).
+        #[arg(long)]
+        key: String,
+        /// The origin the token must name [default: the key's name].
+        #[arg(long)]
+        origin: Option<String>,
+        /// The request id about to be executed.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// The `sha256:…` hash of the plan about to be executed.
+        #[arg(long)]
+        plan_hash: Option<String>,
+        /// Check as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 

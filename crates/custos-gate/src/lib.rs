@@ -11,12 +11,16 @@
 //! - [`intent`]: intent verification — the deterministic verifier, the optional LLM verifier, and the fail-secure rule combining them.
 //! - [`policy`]: the hard, soft and operator policies (Rego on regorus), the bundle hash, `policy test`.
 //! - [`token`]: approval tokens — signed notes binding request, plan hash and expiry.
+//! - [`execution`]: execution verification (SPEC §4.4) — reading what was executed (generic report, Terraform plan, post-apply state or `apply -json` log) and comparing it with the approved plan.
+//! - [`overrides`]: the human override chain (SPEC §4.5) — request, approval requirements, signed approvals, ledger records, rebuild.
 //! - [`decision`]: the SPEC §4.1 decision rule and the plain-language summary (pure).
 //! - [`review`]: one review from request to verdict (normalise, policies, intent, decide).
 #![deny(missing_docs)]
 
 pub mod decision;
+pub mod execution;
 pub mod intent;
+pub mod overrides;
 pub mod plan;
 pub mod policy;
 pub mod request;

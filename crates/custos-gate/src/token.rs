@@ -318,7 +318,13 @@ mod tests {
         let early = verify(&t, &v, "custos.test/log", NOW - 60_000_000_000).expect_err("early");
         assert!(matches!(early, TokenError::NotYetValid { .. }), "{early}");
         let other_log = verify(&t, &v, "custos.test/other", NOW).expect_err("origin");
-        assert!(matches!(other_log, TokenError::Mismatch { field: "origin", .. }));
+        assert!(matches!(
+            other_log,
+            TokenError::Mismatch {
+                field: "origin",
+                ..
+            }
+        ));
         // Another key with the same name: the signature does not verify.
         let forged = issue(&signer("custos.test/log", 2), &sample()).expect("issue");
         let e = verify(&forged, &v, "custos.test/log", NOW).expect_err("forged");
