@@ -38,6 +38,16 @@ pub struct BenchArgs {
     /// (several nodes: comma-separated; connections are spread over them).
     #[arg(long, requires = "http")]
     pub url: Option<String>,
+    /// Measure plan-gate review latency instead (no LLM): the four documented scenarios, plus
+    /// each --plan file (e.g. ../shared/testdata/terraform-plans/large-mixed.json).
+    #[arg(long, conflicts_with_all = ["http", "postgres"])]
+    pub gate: bool,
+    /// With --gate: another plan to review (generic or Terraform JSON); repeatable.
+    #[arg(long = "plan", requires = "gate")]
+    pub plans: Vec<PathBuf>,
+    /// With --gate: reviews per plan.
+    #[arg(long, default_value_t = 2000, requires = "gate")]
+    pub rounds: usize,
     /// With --url: an API key of that server that may append.
     #[arg(long, env = "CUSTOS_BENCH_KEY", requires = "url")]
     pub key: Option<String>,
@@ -167,6 +177,9 @@ async fn drive<S: Store>(
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
+    if args.gate {
+        return crate::bench_gate::run(&args.plans, args.rounds.max(1), json_out).await;
+    }
     if args.http {
         let target = crate::bench_http::Target {
             url: args.url,

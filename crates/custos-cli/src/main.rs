@@ -5,6 +5,7 @@
 //! usage; 3 not found; 4 overloaded, retry later; 5 storage or other failure.
 
 mod bench;
+mod bench_gate;
 mod bench_http;
 mod commands;
 mod config;
