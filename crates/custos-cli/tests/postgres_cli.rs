@@ -29,6 +29,24 @@ fn custos_pg(data: &std::path::Path, url: &str, args: &[&str]) -> Output {
         .expect("run custos")
 }
 
+/// `custos serve` on PostgreSQL for the ledger of `data`, and the bootstrap admin key it prints
+/// (the ledger must hold no keys yet).
+fn serve_postgres(data: &std::path::Path, url: &str) -> (Server, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", url)
+        .stderr(std::process::Stdio::null());
+    let (server, _, lines) = spawn_server(cmd, 1);
+    let admin = lines[0]
+        .rsplit_once(": ")
+        .map(|(_, k)| k.to_owned())
+        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    (server, admin)
+}
+
 fn psql(url: &str, sql: &str) -> Output {
     Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
@@ -45,18 +63,7 @@ fn serve_and_verify_on_postgres_and_catch_a_superusers_edit() {
     let migrated = ok(&custos_pg(&data, &db.url, &["migrate"]));
     assert!(migrated.contains("current"), "{migrated}");
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.arg("--data")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CUSTOS_STORE", "postgres")
-        .env("CUSTOS_POSTGRES_URL", &db.url)
-        .stderr(std::process::Stdio::null());
-    let (mut server, _, lines) = spawn_server(cmd, 1);
-    let admin = lines[0]
-        .rsplit_once(": ")
-        .map(|(_, k)| k.to_owned())
-        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let (mut server, admin) = serve_postgres(&data, &db.url);
     let batch: Vec<Value> = (0..200)
         .map(|i| {
             json!({"tenant": "system", "event_type": "tool_invocation", "actor": format!("agent:a{}", i % 3),
@@ -304,18 +311,7 @@ fn copy_moves_an_embedded_ledger_into_postgres_and_verifies_it_on_arrival() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--to must be postgres"));
 
     // The copy serves on: appends continue its chain, and it still verifies.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.arg("--data")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CUSTOS_STORE", "postgres")
-        .env("CUSTOS_POSTGRES_URL", &db.url)
-        .stderr(std::process::Stdio::null());
-    let (mut server, _, lines) = spawn_server(cmd, 1);
-    let admin = lines[0]
-        .rsplit_once(": ")
-        .map(|(_, k)| k.to_owned())
-        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let (mut server, admin) = serve_postgres(&data, &db.url);
     let r = http(
         &server.addr,
         "POST",

@@ -396,23 +396,7 @@ fn read_status(doc: &Map<String, Value>) -> Result<ExecutionStatus, ExecutionErr
 /// The resource type and name a Terraform-like address implies (`module.a.aws_vpc.main[0]` →
 /// `aws_vpc`, `main`); `None` for an address without a `type.name` part.
 fn address_type_and_name(address: &str) -> Option<(String, String)> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quoted, mut escaped, mut start) = (0usize, false, false, 0usize);
-    for (i, c) in address.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '[' if !quoted => depth += 1,
-            ']' if !quoted => depth = depth.saturating_sub(1),
-            '.' if !quoted && depth == 0 => {
-                parts.push(address.get(start..i).unwrap_or_default());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(address.get(start..).unwrap_or_default());
+    let parts = crate::plan::terraform::address_parts(address);
     let [.., resource_type, name] = parts.as_slice() else {
         return None;
     };

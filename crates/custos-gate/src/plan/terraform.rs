@@ -365,7 +365,7 @@ fn apply_marks(value: &mut Value, marks: &Value, mark: Mark) {
 }
 
 /// Splits an address into its `.`-separated parts, ignoring dots inside `[...]` keys.
-fn address_parts(address: &str) -> Vec<&str> {
+pub(crate) fn address_parts(address: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut depth, mut quoted, mut escaped, mut start) = (0usize, false, false, 0usize);
     for (i, c) in address.char_indices() {
