@@ -52,6 +52,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
             let _ = stdin.write_all(input.as_bytes());
         });
         let stdout = child.stdout.take().expect("stdout");
+        // The reader reports the first acknowledgement, so the kill lands while appends run
+        // (validating 40 000 lines first can take seconds on a loaded machine).
+        let (first_ack, acking) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             for line in BufReader::new(stdout).lines() {
@@ -60,19 +63,23 @@ fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
                 if let (Some(seq), Some(id)) = (parts.next(), parts.next())
                     && let Ok(seq) = seq.parse::<u64>()
                 {
+                    if got.is_empty() {
+                        let _ = first_ack.send(());
+                    }
                     got.push((seq, id.to_owned()));
                 }
             }
             got
         });
-        let delay = 400 + next(&mut seed) % 1600;
+        let _ = acking.recv_timeout(Duration::from_secs(60));
+        let delay = next(&mut seed) % 1600;
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         let _ = writer.join();
         let got = reader.join().expect("reader");
         eprintln!(
-            "round {round}: killed after {delay} ms, {} entries acknowledged",
+            "round {round}: killed {delay} ms after the first acknowledgement, {} entries acknowledged",
             got.len()
         );
         for (seq, id) in got {
