@@ -103,7 +103,8 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`-quantile (0..=1) of sorted figures; 0 for none.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

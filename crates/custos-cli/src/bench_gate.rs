@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::bench::percentile;
 use anyhow::Context;
 use custos_gate::decision::DEFAULT_MIN_CONFIDENCE;
 use custos_gate::policy::RegoPolicyEngine;
@@ -45,13 +46,6 @@ struct PlanFigures {
     ms_p50: f64,
     ms_p99: f64,
     ms_max: f64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get((((sorted.len().max(1) - 1) as f64) * p).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
 }
 
 /// Reviews each plan `rounds` times (after a warm-up) and prints p50/p99 per plan.

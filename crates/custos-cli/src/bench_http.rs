@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bench::percentile;
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 
@@ -83,13 +84,6 @@ fn entry_json(i: u64) -> String {
         "data": {"tool": "crm.lookup", "tokens_in": i % 4096, "tokens_out": (i * 7) % 2048, "duration_ms": (i * 13) % 900}
     })
     .to_string()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
 #[derive(Serialize, Default)]

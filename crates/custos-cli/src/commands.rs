@@ -27,7 +27,7 @@ pub struct BadInput(pub String);
 #[error("{0}")]
 pub struct Integrity(pub String);
 
-fn bad(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn bad(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
@@ -228,7 +228,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                 }
                 Err(e @ mirror::MirrorError::Tampered { .. }) => {
-                    return Err(anyhow::Error::new(Integrity(format!("mirror: {e}"))).into());
+                    return Err(integrity(format!("mirror: {e}")).into());
                 }
                 Err(e) => return Err(anyhow::Error::new(e).into()),
             }
@@ -492,8 +492,18 @@ async fn verify_postgres(dir: &Path, url: &str, json_out: bool) -> anyhow::Resul
 }
 
 /// Verifies `store` against the origin and key of the data directory `dir`.
-pub(crate) fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> anyhow::Result<()> {
+fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> anyhow::Result<()> {
     let (settings, signer) = datadir::load(dir)?;
+    verify_with(store, &signer.verifier(), &settings.origin, json_out)
+}
+
+/// Verifies `store` as the log of `verifier` and `origin`, printing the report.
+pub(crate) fn verify_with<S: Store>(
+    store: &S,
+    verifier: &Verifier,
+    origin: &str,
+    json_out: bool,
+) -> anyhow::Result<()> {
     let total = store.size().unwrap_or(0);
     let bar = if json_out {
         ProgressBar::hidden()
@@ -506,9 +516,7 @@ pub(crate) fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> a
         b
     };
     let started = std::time::Instant::now();
-    let report = verify::verify(store, &signer.verifier(), &settings.origin, |n| {
-        bar.set_position(n)
-    })?;
+    let report = verify::verify(store, verifier, origin, |n| bar.set_position(n))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json_out {
@@ -527,10 +535,23 @@ pub(crate) fn verify_store<S: Store>(store: &S, dir: &Path, json_out: bool) -> a
     }
     match &report.failure {
         None => Ok(()),
-        Some(f) => Err(anyhow::Error::new(Integrity(format!(
-            "ledger NOT intact: {f}"
-        )))),
+        Some(f) => Err(integrity(format!("ledger NOT intact: {f}"))),
     }
+}
+
+/// Data that is not intact (exit code 1).
+pub(crate) fn integrity(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Integrity(msg.into()))
+}
+
+/// The log's verifier key from `--key`: the key text, or a file holding it (DATA/log.pub).
+pub(crate) fn read_verifier(key: &str) -> anyhow::Result<Verifier> {
+    let key_text = if Path::new(key).is_file() {
+        std::fs::read_to_string(key).map_err(|e| bad(format!("reading {key}: {e}")))?
+    } else {
+        key.to_owned()
+    };
+    Verifier::parse(key_text.trim()).map_err(|e| bad(format!("--key: {e}")))
 }
 
 fn verify_proof(
@@ -550,13 +571,8 @@ fn verify_proof(
         .map_err(|e| bad(format!("{}: not an inclusion proof: {e}", proof.display())))?;
     let note_text = String::from_utf8(read(checkpoint)?)
         .map_err(|_| bad(format!("{}: not UTF-8", checkpoint.display())))?;
-    let key_text = if Path::new(key).is_file() {
-        std::fs::read_to_string(key).map_err(|e| bad(format!("reading {key}: {e}")))?
-    } else {
-        key.to_owned()
-    };
-    let verifier = Verifier::parse(key_text.trim()).map_err(|e| bad(format!("--key: {e}")))?;
-    let fail = |msg: String| anyhow::Error::new(Integrity(msg));
+    let verifier = read_verifier(key)?;
+    let fail = |msg: String| integrity(msg);
     let cp = note::open_checkpoint(&note_text, &verifier)
         .map_err(|e| fail(format!("checkpoint does not verify with this key: {e}")))?;
     if entry.seq != proof.leaf_index {

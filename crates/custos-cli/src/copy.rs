@@ -18,7 +18,7 @@ use custos_store::{Store, StoredCheckpoint};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::commands::{BadInput, Integrity, verify_store};
+use crate::commands::{bad, integrity, verify_with};
 use crate::config::{Config, StoreKind};
 use crate::datadir;
 
@@ -33,14 +33,6 @@ struct CopyReport {
     checkpoints: u64,
     copied_checkpoints: u64,
     seconds: f64,
-}
-
-fn bad(msg: String) -> anyhow::Error {
-    anyhow::Error::new(BadInput(msg))
-}
-
-fn integrity(msg: String) -> anyhow::Error {
-    anyhow::Error::new(Integrity(msg))
 }
 
 /// The endpoints of a copy.
@@ -66,18 +58,31 @@ pub async fn run(
         bail!(bad(
             "--to must be postgres: the embedded store seals its own entries and takes no \
              others (to move an embedded ledger, stop custos and copy its data directory)"
-                .into()
         ));
     }
     let configured = config.postgres.as_ref().map(|p| p.url.clone());
     let to_url = ends.to_url.or(configured.clone()).ok_or_else(|| {
-        bad(
-            "--to postgres needs --to-url, [postgres] url in the config, or CUSTOS_POSTGRES_URL"
-                .into(),
-        )
+        bad("--to postgres needs --to-url, [postgres] url in the config, or CUSTOS_POSTGRES_URL")
     })?;
-    // The key and origin the checkpoints must verify under.
-    datadir::load(dir)?;
+    let from_url = match ends.from {
+        StoreKind::Embedded => None,
+        StoreKind::Postgres => {
+            let url = ends
+                .from_url
+                .or(configured)
+                .ok_or_else(|| bad("--from postgres needs --from-url or [postgres] url"))?;
+            if url == to_url {
+                bail!(bad("--from-url and --to-url name the same database"));
+            }
+            Some(url)
+        }
+    };
+    // The key and origin the checkpoints and the copy must verify under.
+    let (settings, signer) = datadir::load(dir)?;
+    let log = Log {
+        verifier: signer.verifier(),
+        origin: settings.origin,
+    };
     let dest = PostgresStore::open(
         &to_url,
         PostgresConfig {
@@ -87,20 +92,13 @@ pub async fn run(
     )
     .await
     .context("opening the destination PostgreSQL store")?;
-    let result = match ends.from {
-        StoreKind::Embedded => {
-            let source = custos_store::embedded::EmbeddedStore::open_read_only(dir)
-                .with_context(|| format!("opening the store in {} read-only", dir.display()))?;
-            copy_from(&source, &dest, dir, json_out).await
-        }
-        StoreKind::Postgres => {
-            let from_url = ends
-                .from_url
-                .or(configured)
-                .ok_or_else(|| bad("--from postgres needs --from-url or [postgres] url".into()))?;
-            if from_url == to_url {
-                bail!(bad("--from-url and --to-url name the same database".into()));
-            }
+    let result = match from_url {
+        None => match custos_store::embedded::EmbeddedStore::open_read_only(dir) {
+            Ok(source) => copy_from(&source, &dest, &log, json_out).await,
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("opening the store in {} read-only", dir.display()))),
+        },
+        Some(from_url) => {
             let source = PostgresStore::open(
                 &from_url,
                 PostgresConfig {
@@ -108,11 +106,15 @@ pub async fn run(
                     ..Default::default()
                 },
             )
-            .await
-            .context("opening the source PostgreSQL store")?;
-            let r = copy_from(&source, &dest, dir, json_out).await;
-            source.close().await.context("closing the source")?;
-            r
+            .await;
+            match source {
+                Ok(source) => {
+                    let r = copy_from(&source, &dest, &log, json_out).await;
+                    source.close().await.context("closing the source")?;
+                    r
+                }
+                Err(e) => Err(anyhow::Error::new(e).context("opening the source PostgreSQL store")),
+            }
         }
     };
     let report = match result {
@@ -123,9 +125,8 @@ pub async fn run(
         }
     };
     // Verify on arrival, from what the destination stored, as `custos verify` does.
-    let dir = dir.to_owned();
     let (dest, verified) = tokio::task::spawn_blocking(move || {
-        let r = verify_store(&dest, &dir, json_out);
+        let r = verify_with(&dest, &log.verifier, &log.origin, json_out);
         (dest, r)
     })
     .await
@@ -150,15 +151,19 @@ pub async fn run(
     Ok(())
 }
 
+/// The log a copy must verify under: the data directory's key and origin.
+struct Log {
+    verifier: note::Verifier,
+    origin: String,
+}
+
 async fn copy_from<S: Store>(
     source: &S,
     dest: &PostgresStore,
-    dir: &Path,
+    log: &Log,
     json_out: bool,
 ) -> anyhow::Result<CopyReport> {
     let started = Instant::now();
-    let (settings, signer) = datadir::load(dir)?;
-    let verifier = signer.verifier();
     let size = source.size().context("reading the source's size")?;
     if source.tree_trusted_size().context("reading the source")? < size {
         bail!(
@@ -222,7 +227,7 @@ async fn copy_from<S: Store>(
         }
         for cp in page {
             checkpoints += 1;
-            if copy_checkpoint(&cp, dest, &verifier, &settings.origin)? {
+            if copy_checkpoint(&cp, dest, &log.verifier, &log.origin)? {
                 copied_checkpoints += 1;
             }
         }

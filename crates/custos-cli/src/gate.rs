@@ -3,18 +3,17 @@
 use std::path::Path;
 
 use anyhow::Context;
-use custos_core::note::Verifier;
 use custos_gate::policy::{SoftPolicyConfig, run_policy_tests};
 use custos_gate::token;
 use serde_json::json;
 
-use crate::commands::{BadInput, Integrity};
+use crate::commands::{bad, integrity, read_verifier};
 
 /// Runs the Rego unit tests (`test_*` rules in `*_test.rego`) of the operator policies in
 /// `dir` against custos's built-in bundle. Exit 1 when a test fails or errs.
 pub fn policy_test(dir: &Path, json_out: bool) -> anyhow::Result<()> {
-    let report = run_policy_tests(dir, &SoftPolicyConfig::default())
-        .map_err(|e| anyhow::Error::new(BadInput(e.to_string())))?;
+    let report =
+        run_policy_tests(dir, &SoftPolicyConfig::default()).map_err(|e| bad(e.to_string()))?;
     if json_out {
         println!(
             "{}",
@@ -24,17 +23,17 @@ pub fn policy_test(dir: &Path, json_out: bool) -> anyhow::Result<()> {
         println!("{report}");
     }
     if report.tests.is_empty() {
-        return Err(anyhow::Error::new(BadInput(format!(
+        return Err(bad(format!(
             "{} holds no test_* rules in *_test.rego files",
             dir.display()
-        ))));
+        )));
     }
     if !report.success() {
-        return Err(anyhow::Error::new(Integrity(format!(
+        return Err(integrity(format!(
             "{} policy tests failed, {} erred",
             report.failed(),
             report.errors()
-        ))));
+        )));
     }
     Ok(())
 }
@@ -57,16 +56,10 @@ pub struct TokenCheck<'a> {
 
 /// Verifies an approval token offline. Exit 1 (with the reason) when it is not valid.
 pub fn token_verify(check: TokenCheck<'_>, json_out: bool) -> anyhow::Result<()> {
-    let key_text = match std::fs::read_to_string(check.key) {
-        Ok(text) => text.trim().to_owned(),
-        Err(_) => check.key.trim().to_owned(),
-    };
-    let verifier = Verifier::parse(&key_text)
-        .map_err(|e| anyhow::Error::new(BadInput(format!("--key: {e}"))))?;
+    let verifier = read_verifier(check.key)?;
     let origin = check.origin.unwrap_or(verifier.name()).to_owned();
     let now = match check.at {
-        Some(t) => custos_core::time::parse_rfc3339(t)
-            .map_err(|e| anyhow::Error::new(BadInput(format!("--at: {e}"))))?,
+        Some(t) => custos_core::time::parse_rfc3339(t).map_err(|e| bad(format!("--at: {e}")))?,
         None => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128),
@@ -102,9 +95,7 @@ pub fn token_verify(check: TokenCheck<'_>, json_out: bool) -> anyhow::Result<()>
                         .context("encoding")?
                 );
             }
-            Err(anyhow::Error::new(Integrity(format!(
-                "token NOT valid: {e}"
-            ))))
+            Err(integrity(format!("token NOT valid: {e}")))
         }
     }
 }

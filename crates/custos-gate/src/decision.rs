@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::intent::{IntentAssessment, IntentOutcome, Match};
 use crate::plan::{NormalizedPlan, Verb};
-use crate::policy::{Approval, Effect, PolicyOutcome};
+use crate::policy::{Approval, Effect, PolicyError, PolicyOutcome};
 
 /// Default minimum intent confidence for approval.
 pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.9;
@@ -48,6 +48,12 @@ impl Outcome {
     }
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the rule decided and why.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Verdict {
@@ -60,9 +66,10 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
-/// Applies the decision rule. `policy` is the policy outcome, or the reason evaluation failed.
+/// Applies the decision rule to the policy outcome (or the policy engine's failure) and the
+/// intent outcome.
 pub fn decide(
-    policy: Result<&PolicyOutcome, &str>,
+    policy: Result<&PolicyOutcome, &PolicyError>,
     intent: &IntentOutcome,
     min_confidence: f64,
 ) -> Verdict {

@@ -70,18 +70,11 @@ impl Reviewer<'_> {
         let plan_hash = plan_hash(&request.plan)?;
         let policy = self.policies.evaluate(&PolicyInput::new(request, &plan));
         let intent = intent::verify(IntentInput::new(request, &plan), self.llm).await;
-        let policy_error = policy.as_ref().err().map(|e| e.to_string());
         let Verdict {
             decision,
             required_approvals,
             reasons,
-        } = decide(
-            policy
-                .as_ref()
-                .map_err(|_| policy_error.as_deref().unwrap_or("")),
-            &intent,
-            self.min_confidence,
-        );
+        } = decide(policy.as_ref(), &intent, self.min_confidence);
         let (violations, soft_policies) = match policy {
             Ok(o) => (o.violations, o.soft_policies),
             Err(_) => (Vec::new(), Vec::new()),

@@ -2,7 +2,7 @@
 
 use custos_gate::decision::{Outcome, decide};
 use custos_gate::intent::{IntentAssessment, IntentOutcome, Match, MissingAction, VerifierId};
-use custos_gate::policy::{Approval, PolicyKind, PolicyOutcome, Severity, Violation};
+use custos_gate::policy::{Approval, PolicyError, PolicyKind, PolicyOutcome, Severity, Violation};
 use serde_json::json;
 
 fn verifier() -> VerifierId {
@@ -46,14 +46,14 @@ fn outcome(violations: Vec<Violation>) -> PolicyOutcome {
 
 struct Case {
     name: &'static str,
-    policy: Result<PolicyOutcome, &'static str>,
+    policy: Result<PolicyOutcome, PolicyError>,
     intent: IntentOutcome,
     decision: Outcome,
     approvals: &'static [Approval],
 }
 
 fn check(c: Case) {
-    let v = decide(c.policy.as_ref().map_err(|e| *e), &c.intent, 0.9);
+    let v = decide(c.policy.as_ref(), &c.intent, 0.9);
     assert_eq!(v.decision, c.decision, "{}: {:#?}", c.name, v.reasons);
     assert_eq!(
         v.required_approvals.iter().copied().collect::<Vec<_>>(),
@@ -151,7 +151,10 @@ fn the_decision_rule() {
         },
         Case {
             name: "policy engine failed",
-            policy: Err("evaluation timed out"),
+            policy: Err(PolicyError::Evaluation {
+                policy: "p".into(),
+                message: "evaluation timed out".into(),
+            }),
             intent: exact(),
             decision: Outcome::Escalated,
             approvals: &[Human],

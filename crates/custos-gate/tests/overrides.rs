@@ -9,11 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use custos_core::note::Signer;
+use custos_gate::decision::Outcome;
 use custos_gate::overrides::{
     ApprovalRequirements, ApproverSignature, EVENT_APPROVAL, EVENT_APPROVED, EVENT_DENIAL,
     EVENT_DENIED, EVENT_EXPIRED, EVENT_REQUESTED, EVENT_WITHDRAWN, MAX_TEXT_BYTES, OverrideAction,
     OverrideChain, OverrideConfig, OverrideDigest, OverrideError, OverrideEvent, OverrideRequest,
-    RegisteredKeys, ReviewDecision, ReviewFacts, Role, SignatureError, Status, sign_digest,
+    RegisteredKeys, ReviewFacts, Role, SignatureError, Status, sign_digest,
     verify_approver_signature,
 };
 use custos_gate::policy::{Approval, BUILTIN_POLICIES, PolicyKind, Severity, Violation};
@@ -55,7 +56,7 @@ fn violation(policy: &str) -> Violation {
 
 /// A review of the plan, decided by its violations as SPEC §4.1 does (any veto → vetoed,
 /// else escalated), unless `decision` says otherwise.
-fn review_with(decision: Option<ReviewDecision>, policies: &[&str]) -> ReviewFacts {
+fn review_with(decision: Option<Outcome>, policies: &[&str]) -> ReviewFacts {
     let violations: Vec<Violation> = policies.iter().map(|p| violation(p)).collect();
     let required_approvals: BTreeSet<Approval> = violations.iter().filter_map(|v| v.cure).collect();
     let vetoed = violations
@@ -66,9 +67,9 @@ fn review_with(decision: Option<ReviewDecision>, policies: &[&str]) -> ReviewFac
         plan_hash: plan(),
         decision_seq: 1234,
         decision: decision.unwrap_or(if vetoed {
-            ReviewDecision::Vetoed
+            Outcome::Vetoed
         } else {
-            ReviewDecision::Escalated
+            Outcome::Escalated
         }),
         violations,
         required_approvals,
@@ -704,7 +705,7 @@ fn min_approvers_is_configurable() {
 fn only_vetoed_or_escalated_reviews_can_be_overridden() {
     let cases: Vec<(ReviewFacts, Result<(), &str>)> = vec![
         (
-            review_with(Some(ReviewDecision::Approved), &[]),
+            review_with(Some(Outcome::Approved), &[]),
             Err("this review was approved"),
         ),
         (review(&["no_public_production_access"]), Ok(())),
@@ -917,7 +918,7 @@ fn required_roles_follow_the_violations() {
 fn required_approvals_and_unexplained_vetoes_add_roles() {
     let config = default_config();
     let mut escalated = review(&[]);
-    escalated.decision = ReviewDecision::Escalated;
+    escalated.decision = Outcome::Escalated;
     escalated.required_approvals = BTreeSet::from([Approval::Finance, Approval::Security]);
     check_requirements(
         &escalated,
@@ -929,7 +930,7 @@ fn required_approvals_and_unexplained_vetoes_add_roles() {
     );
     // vetoed for the intent (scope creep) or a failed component: no violation explains it
     let mut vetoed = review(&["required_tags"]);
-    vetoed.decision = ReviewDecision::Vetoed;
+    vetoed.decision = Outcome::Vetoed;
     check_requirements(
         &vetoed,
         &config,
@@ -940,7 +941,7 @@ fn required_approvals_and_unexplained_vetoes_add_roles() {
     let mut v = violation("operator.big_spend");
     v.cure = Some(Approval::Finance);
     cured.violations = vec![v];
-    cured.decision = ReviewDecision::Escalated;
+    cured.decision = Outcome::Escalated;
     check_requirements(
         &cured,
         &config,
@@ -1490,7 +1491,7 @@ proptest! {
             require_signatures,
             ..OverrideConfig::default()
         };
-        let review = review_with(Some(ReviewDecision::Vetoed), &policies);
+        let review = review_with(Some(Outcome::Vetoed), &policies);
         let (mut chain, opened) = OverrideChain::open(request(), &review, &config).expect("opens");
         let required: BTreeSet<Role> = chain.requirements().roles.keys().copied().collect();
         let keys = keys();

@@ -9,9 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use super::request::{check_id, check_plan_hash, check_text, check_user, invalid};
 use super::{
     ApprovalGiven, ApprovalRequirements, ApproverKeys, ApproverSignature, DenialGiven,
-    GrantingApprover, OverrideApproved, OverrideConfig, OverrideDenied, OverrideDigest,
+    GrantingApprover, Outcome, OverrideApproved, OverrideConfig, OverrideDenied, OverrideDigest,
     OverrideError, OverrideEvent, OverrideExpired, OverrideRequest, OverrideRequested,
-    OverrideWithdrawn, RecordedSignature, ReviewDecision, ReviewFacts, Role, Status, display_time,
+    OverrideWithdrawn, RecordedSignature, ReviewFacts, Role, Status, display_time,
     verify_approver_signature,
 };
 
@@ -91,7 +91,7 @@ pub struct Outstanding {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverrideChain {
     request: OverrideRequest,
-    review_decision: ReviewDecision,
+    review_decision: Outcome,
     digest: OverrideDigest,
     requirements: ApprovalRequirements,
     expires_at: i128,
@@ -129,7 +129,7 @@ impl OverrideChain {
     /// The chain as an `override_requested` record left it; checks the record.
     fn from_requested(record: &OverrideRequested) -> Result<Self, OverrideError> {
         record.request.validate()?;
-        if record.review_decision == ReviewDecision::Approved {
+        if record.review_decision == Outcome::Approved {
             return Err(OverrideError::NotOverridable {
                 decision: record.review_decision,
             });
@@ -335,7 +335,7 @@ impl OverrideChain {
     }
 
     /// The decision of the overridden review.
-    pub fn review_decision(&self) -> ReviewDecision {
+    pub fn review_decision(&self) -> Outcome {
         self.review_decision
     }
 

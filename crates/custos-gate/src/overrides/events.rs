@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{
-    ApprovalRequirements, OverrideDigest, OverrideError, OverrideRequest, ReviewDecision, Role,
-};
+use super::{ApprovalRequirements, Outcome, OverrideDigest, OverrideError, OverrideRequest, Role};
 use crate::policy::Severity;
 
 /// `override_requested`: an override request was opened.
@@ -34,7 +32,7 @@ pub struct OverrideRequested {
     #[serde(flatten)]
     pub request: OverrideRequest,
     /// The decision of the review it overrides.
-    pub review_decision: ReviewDecision,
+    pub review_decision: Outcome,
     /// The override digest (hex).
     pub digest: OverrideDigest,
     /// What it needs, fixed when it was requested.
@@ -137,7 +135,7 @@ pub struct OverrideApproved {
     /// Ledger seq of the overridden decision.
     pub decision_seq: u64,
     /// That decision.
-    pub review_decision: ReviewDecision,
+    pub review_decision: Outcome,
     /// The override digest (hex).
     pub digest: OverrideDigest,
     /// Every approver, in order of approval.
@@ -296,8 +294,8 @@ impl OverrideEvent {
                 system(),
                 "success",
                 match r.review_decision {
-                    ReviewDecision::Vetoed => Severity::Critical,
-                    ReviewDecision::Escalated | ReviewDecision::Approved => Severity::High,
+                    Outcome::Vetoed => Severity::Critical,
+                    Outcome::Escalated | Outcome::Approved => Severity::High,
                 },
                 encode(serde_json::to_value(r))?,
             ),

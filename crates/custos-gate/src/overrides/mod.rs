@@ -78,7 +78,9 @@ pub use events::{
     OverrideApproved, OverrideDenied, OverrideEvent, OverrideExpired, OverrideRequested,
     OverrideWithdrawn, RecordedSignature,
 };
-pub use request::{MAX_ID_BYTES, MAX_TEXT_BYTES, OverrideRequest, ReviewDecision, ReviewFacts};
+pub use request::{MAX_ID_BYTES, MAX_TEXT_BYTES, OverrideRequest, ReviewFacts};
+
+use crate::decision::Outcome;
 pub use requirements::{
     ApprovalRequirements, BUILTIN_POLICY_ROLES, DEFAULT_MIN_APPROVERS, DEFAULT_TTL_SECONDS,
     MAX_MIN_APPROVERS, MAX_TTL_SECONDS, OverrideConfig, approval_roles,
@@ -171,7 +173,7 @@ pub enum OverrideError {
     #[error("only a vetoed or escalated review can be overridden; this review was {decision}")]
     NotOverridable {
         /// The review's decision.
-        decision: ReviewDecision,
+        decision: Outcome,
     },
     /// The request names another review than the one given.
     #[error("the override request's {field} `{request}` is not the review's `{review}`")]

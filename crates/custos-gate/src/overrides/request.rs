@@ -1,8 +1,8 @@
 //! The override request and the review it overrides, with the field checks shared by the
 //! approver actions.
 
+use crate::decision::Outcome;
 use std::collections::BTreeSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,28 +72,6 @@ impl OverrideRequest {
     }
 }
 
-/// A review's decision (the `decision` of SPEC §4.1).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum ReviewDecision {
-    /// Approved: nothing to override.
-    Approved,
-    /// Vetoed: overridable through the chain.
-    Vetoed,
-    /// Escalated: overridable through the chain.
-    Escalated,
-}
-
-impl fmt::Display for ReviewDecision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReviewDecision::Approved => "approved",
-            ReviewDecision::Vetoed => "vetoed",
-            ReviewDecision::Escalated => "escalated",
-        })
-    }
-}
-
 /// What the override chain needs to know of the review it overrides (from its decision
 /// record).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -105,7 +83,7 @@ pub struct ReviewFacts {
     /// Ledger seq of the decision.
     pub decision_seq: u64,
     /// The decision.
-    pub decision: ReviewDecision,
+    pub decision: Outcome,
     /// The review's violations.
     pub violations: Vec<Violation>,
     /// The review's `required_approvals`.
@@ -116,7 +94,7 @@ impl ReviewFacts {
     /// Whether `request` may override this review: it must be vetoed or escalated, and the
     /// request must name its request id, plan hash and decision seq.
     pub fn check_overridable(&self, request: &OverrideRequest) -> Result<(), OverrideError> {
-        if self.decision == ReviewDecision::Approved {
+        if self.decision == Outcome::Approved {
             return Err(OverrideError::NotOverridable {
                 decision: self.decision,
             });

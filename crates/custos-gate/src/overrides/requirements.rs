@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{OverrideError, ReviewDecision, ReviewFacts, Role};
+use super::{Outcome, OverrideError, ReviewFacts, Role};
 use crate::policy::{Approval, Effect};
 
 /// Default number of distinct approvers (SPEC §4.5).
@@ -201,7 +201,7 @@ impl ApprovalRequirements {
                 &source,
             );
         }
-        if review.decision == ReviewDecision::Vetoed && !vetoing {
+        if review.decision == Outcome::Vetoed && !vetoing {
             add(&mut roles, [Role::Security], "review:unexplained_veto");
         }
         Ok(ApprovalRequirements {

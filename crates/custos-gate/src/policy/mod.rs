@@ -144,21 +144,8 @@ pub enum PolicyKind {
     Soft,
 }
 
-/// How serious a violation is, least first.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// For information.
-    Info,
-    /// Low.
-    Low,
-    /// Medium.
-    Medium,
-    /// High.
-    High,
-    /// Critical.
-    Critical,
-}
+/// How serious a violation is: the ledger's own severity scale (SPEC §3.1).
+pub use custos_core::entry::Severity;
 
 /// An approval that cures a violation (the review's `required_approvals`, SPEC §4.1).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -94,16 +94,8 @@ fn violation(
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
-    match s {
-        "info" => Ok(Severity::Info),
-        "low" => Ok(Severity::Low),
-        "medium" => Ok(Severity::Medium),
-        "high" => Ok(Severity::High),
-        "critical" => Ok(Severity::Critical),
-        other => Err(format!(
-            "unknown severity {other:?} (info, low, medium, high, critical)"
-        )),
-    }
+    Severity::parse(s)
+        .ok_or_else(|| format!("unknown severity {s:?} (info, low, medium, high, critical)"))
 }
 
 fn operator_kind(value: Option<Value>) -> Result<PolicyKind, String> {
