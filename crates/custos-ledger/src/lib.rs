@@ -263,6 +263,12 @@ impl<S: Store> Ledger<S> {
         self.signer.verifier()
     }
 
+    /// The log's signing key, for services that sign on the log's behalf what they record in
+    /// it (gate decisions and approval tokens, SPEC §4.1).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     /// Validates and prepares one body.
     pub fn prepare(&self, body: EntryBody) -> Result<PreparedEntry> {
         PreparedEntry::new(body, &self.config.limits)
@@ -480,6 +486,22 @@ impl<S: Store> Ledger<S> {
             Ok(entry)
         } else {
             Err(EntryKey::parse(key)?.absent())
+        }
+    }
+
+    /// Every entry matching `query`, page after page from its `after` cursor, in its order
+    /// (its `limit` is ignored). For small result sets: the records of one review, the key
+    /// entries since a seq.
+    pub fn query_all(&self, mut query: EntryQuery) -> Result<Vec<Entry>> {
+        query.limit = custos_store::MAX_QUERY_LIMIT;
+        let mut out = Vec::new();
+        loop {
+            let (page, next) = self.query(&query)?;
+            out.extend(page);
+            match next {
+                Some(n) => query.after = Some(n),
+                None => return Ok(out),
+            }
         }
     }
 

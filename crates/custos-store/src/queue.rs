@@ -10,8 +10,17 @@ use crate::{Appended, Result, StoreError};
 /// One caller's batch, waiting for the writer.
 pub(crate) struct WriteRequest {
     pub(crate) entries: Vec<PreparedEntry>,
-    pub(crate) reply: oneshot::Sender<Result<Vec<Appended>>>,
-    pub(crate) _permit: OwnedSemaphorePermit,
+    reply: oneshot::Sender<Result<Vec<Appended>>>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl WriteRequest {
+    /// Answers the caller. The batch's queue places are given back first, so a caller that
+    /// appends again as soon as it is answered finds them free.
+    pub(crate) fn answer(self, result: Result<Vec<Appended>>) {
+        drop(self.permit);
+        let _ = self.reply.send(result);
+    }
 }
 
 /// The writer's channel, while the store is open (`close` takes it).
@@ -34,7 +43,7 @@ pub(crate) async fn submit(
     tx.send(WriteRequest {
         entries: batch,
         reply,
-        _permit: permit,
+        permit,
     })
     .await
     .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;

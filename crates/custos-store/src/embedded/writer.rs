@@ -126,7 +126,7 @@ impl Writer {
 
     fn fail_all(group: &mut Vec<WriteRequest>, msg: &str) {
         for req in group.drain(..) {
-            let _ = req.reply.send(Err(StoreError::Unavailable(msg.to_owned())));
+            req.answer(Err(StoreError::Unavailable(msg.to_owned())));
         }
     }
 
@@ -228,7 +228,7 @@ impl Writer {
         self.shared.size.store(self.next_seq, Ordering::Release);
         self.shared.wake_indexer();
         for (req, appended) in group.drain(..).zip(results) {
-            let _ = req.reply.send(Ok(appended));
+            req.answer(Ok(appended));
         }
     }
 

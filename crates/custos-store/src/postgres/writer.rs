@@ -161,14 +161,14 @@ impl Writer {
             match self.commit(&group).await {
                 Ok(results) => {
                     for (req, appended) in group.drain(..).zip(results) {
-                        let _ = req.reply.send(Ok(appended));
+                        req.answer(Ok(appended));
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, entries = count, "appending to PostgreSQL failed");
                     let msg = e.to_string();
                     for req in group.drain(..) {
-                        let _ = req.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                        req.answer(Err(StoreError::Unavailable(msg.clone())));
                     }
                 }
             }
