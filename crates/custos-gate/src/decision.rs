@@ -11,7 +11,9 @@
 //!   looking at a plan that does less than asked (missing actions) or a request too vague to
 //!   verify with confidence.
 //! - A component that failed (the policy engine, the LLM intent verifier) never yields
-//!   `approved`: the review is `escalated` for a human, and the failure is in the reasons.
+//!   `approved`: the review is `escalated` for a human (or `vetoed`, if what still worked
+//!   vetoes it: a failed LLM leaves the deterministic verifier's findings in force), and the
+//!   failure is in the reasons.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -45,6 +47,13 @@ impl Outcome {
             Outcome::Vetoed => "vetoed",
             Outcome::Escalated => "escalated",
         }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Outcome> {
+        [Outcome::Approved, Outcome::Vetoed, Outcome::Escalated]
+            .into_iter()
+            .find(|o| o.as_str() == name)
     }
 }
 
@@ -115,12 +124,17 @@ pub fn decide(
         reasons.push(format!(
             "the intent verifier failed ({reason}): the plan cannot be approved without it"
         ));
-    } else {
-        let (vetoes, escalates) = intent_findings(&assessment, min_confidence, &mut reasons);
-        veto |= vetoes;
-        if escalates {
-            required.insert(Approval::Human);
-        }
+    }
+    // With the LLM failed, `assessment` is the deterministic one: its findings still count
+    // (a failing LLM must never soften a veto the deterministic verifier gives).
+    let deterministic = match intent {
+        IntentOutcome::Assessed(a) => a,
+        IntentOutcome::Failed { deterministic, .. } => deterministic,
+    };
+    let (vetoes, escalates) = intent_findings(deterministic, min_confidence, &mut reasons);
+    veto |= vetoes;
+    if escalates {
+        required.insert(Approval::Human);
     }
     let decision = if veto {
         Outcome::Vetoed
@@ -155,7 +169,7 @@ fn intent_findings(
         veto = true;
         reasons.push(format!(
             "scope creep: {} {} ({}) was not asked for — {}",
-            verb_word(extra.verb),
+            extra.verb.imperative(),
             extra.address,
             extra.resource_type,
             extra.reason
@@ -190,17 +204,6 @@ fn intent_findings(
         ));
     }
     (veto, human)
-}
-
-fn verb_word(v: Verb) -> &'static str {
-    match v {
-        Verb::Create => "create",
-        Verb::Update => "update",
-        Verb::Delete => "delete",
-        Verb::Replace => "replace",
-        Verb::Read => "read",
-        Verb::NoOp => "leave",
-    }
 }
 
 /// A plain-language description of what the plan will do, naming every resource it creates,

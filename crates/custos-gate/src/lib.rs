@@ -15,6 +15,8 @@
 //! - [`overrides`]: the human override chain (SPEC §4.5) — request, approval requirements, signed approvals, ledger records, rebuild.
 //! - [`decision`]: the SPEC §4.1 decision rule and the plain-language summary (pure).
 //! - [`review`]: one review from request to verdict (normalise, policies, intent, decide).
+//! - [`service`]: the gate over the ledger — reviews recorded and signed, tokens, execution
+//!   reports, overrides; every review's state folded from its ledger entries.
 #![deny(missing_docs)]
 
 pub mod decision;
@@ -25,4 +27,5 @@ pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod review;
+pub mod service;
 pub mod token;

@@ -66,8 +66,18 @@ impl Reviewer<'_> {
         &self,
         request: &ReviewRequest,
     ) -> Result<(Evaluation, NormalizedPlan), PlanError> {
+        self.evaluate_hashed(request, plan_hash(&request.plan)?)
+            .await
+    }
+
+    /// [`Reviewer::evaluate`] for a caller that already has the request's [`plan_hash`] (the
+    /// service computes it first, to answer a repeated request without evaluating again).
+    pub async fn evaluate_hashed(
+        &self,
+        request: &ReviewRequest,
+        plan_hash: String,
+    ) -> Result<(Evaluation, NormalizedPlan), PlanError> {
         let plan = plan::normalize_request(request)?;
-        let plan_hash = plan_hash(&request.plan)?;
         let policy = self.policies.evaluate(&PolicyInput::new(request, &plan));
         let intent = intent::verify(IntentInput::new(request, &plan), self.llm).await;
         let Verdict {

@@ -93,7 +93,24 @@ fn the_decision_rule() {
         reason: "timed out after 10 s".into(),
         deterministic: intent(Match::Exact, 1.0),
     };
+    // The LLM failed, but the deterministic verifier saw a safety concern: a failing LLM never
+    // softens the deterministic verdict.
+    let failed_over_concern = IntentOutcome::Failed {
+        verifier: verifier(),
+        reason: "timed out after 10 s".into(),
+        deterministic: match &concern {
+            IntentOutcome::Assessed(a) => a.clone(),
+            IntentOutcome::Failed { deterministic, .. } => deterministic.clone(),
+        },
+    };
     for c in [
+        Case {
+            name: "intent verifier failed over a deterministic safety concern",
+            policy: Ok(outcome(vec![])),
+            intent: failed_over_concern,
+            decision: Outcome::Vetoed,
+            approvals: &[Human],
+        },
         Case {
             name: "clean",
             policy: Ok(outcome(vec![])),

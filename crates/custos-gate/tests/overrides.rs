@@ -121,7 +121,12 @@ fn digest() -> OverrideDigest {
 
 /// A valid signature by `name`'s registered key.
 fn signed(name: &str) -> Option<ApproverSignature> {
-    Some(sign_digest(&digest(), &signer(name), "k1"))
+    Some(sign_digest(
+        &digest(),
+        &format!("user:{name}"),
+        &signer(name),
+        "k1",
+    ))
 }
 
 fn approve(who: &str, roles: &[&str]) -> OverrideAction {
@@ -537,35 +542,54 @@ fn verify_approver_signature_cases() {
     let d = digest();
     let alice = signer("alice").verifier().public_key();
     let bob = signer("bob").verifier().public_key();
-    let good = sign_digest(&d, &signer("alice"), "k1");
+    let good = sign_digest(&d, "user:alice", &signer("alice"), "k1");
     let mut other_request = request();
     other_request.justification.push('!');
     let other_digest = OverrideDigest::of(&other_request).expect("digest");
     type Case<'a> = (
         &'a OverrideDigest,
+        &'a str,
         &'a ApproverSignature,
         [u8; 32],
         Result<(), SignatureError>,
     );
     let cases: Vec<Case<'_>> = vec![
-        (&d, &good, alice, Ok(())),
-        (&d, &good, bob, Err(SignatureError::DoesNotVerify)),
+        (&d, "user:alice", &good, alice, Ok(())),
+        (
+            &d,
+            "user:alice",
+            &good,
+            bob,
+            Err(SignatureError::DoesNotVerify),
+        ),
         (
             &other_digest,
+            "user:alice",
+            &good,
+            alice,
+            Err(SignatureError::DoesNotVerify),
+        ),
+        // Alice's signature, replayed by Bob who registered Alice's public key as his own.
+        (
+            &d,
+            "user:bob",
             &good,
             alice,
             Err(SignatureError::DoesNotVerify),
         ),
     ];
-    for (digest, signature, key, expect) in cases {
-        assert_eq!(verify_approver_signature(digest, signature, &key), expect);
+    for (digest, approver, signature, key, expect) in cases {
+        assert_eq!(
+            verify_approver_signature(digest, approver, signature, &key),
+            expect
+        );
     }
     let short = ApproverSignature {
         key_id: "k1".into(),
         ed25519: "AAAA".into(),
     };
     assert_eq!(
-        verify_approver_signature(&d, &short, &alice),
+        verify_approver_signature(&d, "user:alice", &short, &alice),
         Err(SignatureError::Malformed)
     );
 }
@@ -1070,8 +1094,8 @@ fn the_digest_is_sha256_of_the_documented_canonical_object() {
     let expected = hex::encode(Sha256::digest(canonical.as_bytes()));
     assert_eq!(digest().to_hex(), expected);
     assert_eq!(
-        digest().signing_message(),
-        format!("custos-override-v1:{expected}")
+        digest().signing_message("user:ann"),
+        format!("custos-override-v1:{expected}:user:ann")
     );
     assert_eq!(OverrideDigest::from_hex(&expected), Some(digest()));
 

@@ -316,17 +316,7 @@ fn combined(verbs: &BTreeSet<Verb>) -> Option<Verb> {
 
 /// Words for a set of verbs in messages (`create and delete`).
 fn words(verbs: &BTreeSet<Verb>) -> String {
-    let words: Vec<&str> = verbs
-        .iter()
-        .map(|v| match v {
-            Verb::Create => "create",
-            Verb::Update => "update",
-            Verb::Delete => "delete",
-            Verb::Replace => "replace",
-            Verb::Read => "read",
-            Verb::NoOp => "no-op",
-        })
-        .collect();
+    let words: Vec<&str> = verbs.iter().map(|v| v.as_str()).collect();
     words.join(" and ")
 }
 

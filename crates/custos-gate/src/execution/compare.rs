@@ -412,12 +412,8 @@ fn attempt_failed(change: &ExecutedChange) -> String {
 /// A verb as a noun (`the approved create of …`).
 fn word(verb: Verb) -> &'static str {
     match verb {
-        Verb::Create => "create",
-        Verb::Update => "update",
-        Verb::Delete => "delete",
         Verb::Replace => "replacement",
-        Verb::Read => "read",
-        Verb::NoOp => "no-op",
+        other => other.as_str(),
     }
 }
 

@@ -73,18 +73,6 @@ fn doubled_consonant(stem: &str) -> Option<String> {
         .flatten()
 }
 
-/// The canonical plan word of a verb.
-fn verb_word(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Create => "create",
-        Verb::Update => "update",
-        Verb::Delete => "delete",
-        Verb::Replace => "replace",
-        Verb::Read => "read",
-        Verb::NoOp => "no-op",
-    }
-}
-
 /// What the report says about one change beyond what a plan action holds.
 struct Reported {
     outcome: Outcome,
@@ -220,7 +208,7 @@ fn rewrite(item: &Value, path: &Path) -> Result<(Value, Reported), ExecutionErro
         .filter(|(k, _)| !REPORT_ONLY_KEYS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    action.insert("verb".to_owned(), Value::from(verb_word(verb)));
+    action.insert("verb".to_owned(), Value::from(verb.as_str()));
     action.insert("resource_type".to_owned(), Value::from(resource_type));
     if let Some(address) = address {
         action.insert("id".to_owned(), Value::from(address));

@@ -346,12 +346,7 @@ enum StatusWord {
 
 /// The status a word names (see the module docs for the synonyms).
 fn status_word(word: &str) -> Option<StatusWord> {
-    let word: String = word
-        .trim()
-        .chars()
-        .map(|c| if c == '_' || c == ' ' { '-' } else { c })
-        .flat_map(char::to_lowercase)
-        .collect();
+    let word = crate::plan::generic::keyword(word);
     let status = match word.as_str() {
         "succeeded" | "success" | "successful" | "ok" | "complete" | "completed" | "applied"
         | "done" => StatusWord::Succeeded,

@@ -121,9 +121,11 @@ fn lists_match(approved: &[Value], executed: &[Value]) -> bool {
     })
 }
 
-/// `"(sensitive)"`.
+/// `"(sensitive)"`, or the ledger's `"[REDACTED]"`: an approved plan read back from the
+/// ledger has its secret-looking attributes redacted (SPEC §3.1), and such a value is unknown,
+/// not a different one.
 fn is_redacted(value: &Value) -> bool {
-    value.as_str() == Some(REDACTED)
+    value.as_str() == Some(REDACTED) || value.as_str() == Some(custos_core::entry::REDACTED)
 }
 
 /// What legacy Terraform providers store for an unset attribute.
@@ -178,6 +180,7 @@ mod tests {
             (json!(false), json!("true"), false),
             (json!("(sensitive)"), json!("hunter2"), true),
             (json!("a"), json!("(sensitive)"), true),
+            (json!("[REDACTED]"), json!("hunter2"), true),
             (json!(null), json!(""), true),
             (json!(null), json!([]), true),
             (json!(null), json!(false), true),

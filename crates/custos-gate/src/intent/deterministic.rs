@@ -270,7 +270,7 @@ impl Assessor<'_> {
                     met += 1;
                 } else {
                     missing.push(MissingAction {
-                        description: format!("{} (no resource named){place}", verb_word(verb)),
+                        description: format!("{} (no resource named){place}", verb.imperative()),
                         verb: Some(verb),
                         family: None,
                     });
@@ -287,7 +287,7 @@ impl Assessor<'_> {
                 requirements += 1;
                 if primaries.is_empty() {
                     missing.push(MissingAction {
-                        description: format!("{} {}{place}", verb_word(verb), kind.word),
+                        description: format!("{} {}{place}", verb.imperative(), kind.word),
                         verb: Some(verb),
                         family: Some(kind.family),
                     });
@@ -308,7 +308,7 @@ impl Assessor<'_> {
                             missing.push(MissingAction {
                                 description: format!(
                                     "{} {} more {}{place}: asked for {asked}, the plan has {counted}",
-                                    verb_word(verb),
+                                    verb.imperative(),
                                     asked - counted,
                                     kind.word
                                 ),
@@ -320,7 +320,7 @@ impl Assessor<'_> {
                             quantity_problem = true;
                             let note = format!(
                                 "asked to {} {asked} {}, the plan does it to {counted}",
-                                verb_word(verb),
+                                verb.imperative(),
                                 kind.word
                             );
                             if verb.destroys() {
@@ -342,7 +342,7 @@ impl Assessor<'_> {
                     missing.push(MissingAction {
                         description: format!(
                             "{} `{name}`: the plan changes no resource of that name",
-                            verb_word(verb)
+                            verb.imperative()
                         ),
                         verb: Some(verb),
                         family: None,
@@ -519,7 +519,7 @@ impl Assessor<'_> {
                 best = best.max(Miss::Verb(format!(
                     "the plan {} it; the request asks to {} {}",
                     verb_past(action.verb),
-                    verb_word(verb),
+                    verb.imperative(),
                     kinds_words(intent)
                 )));
                 continue;
@@ -669,17 +669,6 @@ fn describe_environment(environment: &Environment) -> String {
         format!("production (`{}`)", environment.name)
     } else {
         format!("`{}`", environment.name)
-    }
-}
-
-fn verb_word(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Create => "create",
-        Verb::Update => "update",
-        Verb::Delete => "delete",
-        Verb::Replace => "replace",
-        Verb::Read => "read",
-        Verb::NoOp => "leave",
     }
 }
 

@@ -237,6 +237,18 @@ const PUBLIC_WORDS: &[&str] = &[
     "externally",
 ];
 
+/// Words that name health data (PHI, HIPAA).
+const HEALTH_WORDS: &[&str] = &[
+    "phi",
+    "hipaa",
+    "health",
+    "healthcare",
+    "medical",
+    "patient",
+    "patients",
+    "clinical",
+];
+
 /// Regulated data classes and the words that mention them.
 const DATA_CLASS_WORDS: &[(&str, &[&str])] = &[
     (
@@ -252,32 +264,8 @@ const DATA_CLASS_WORDS: &[(&str, &[&str])] = &[
             "dss",
         ],
     ),
-    (
-        "phi",
-        &[
-            "phi",
-            "hipaa",
-            "health",
-            "healthcare",
-            "medical",
-            "patient",
-            "patients",
-            "clinical",
-        ],
-    ),
-    (
-        "hipaa",
-        &[
-            "phi",
-            "hipaa",
-            "health",
-            "healthcare",
-            "medical",
-            "patient",
-            "patients",
-            "clinical",
-        ],
-    ),
+    ("phi", HEALTH_WORDS),
+    ("hipaa", HEALTH_WORDS),
 ];
 
 /// Hyphenated words that are verbs, not names.

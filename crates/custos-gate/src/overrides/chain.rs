@@ -542,13 +542,13 @@ impl OverrideChain {
                 approver: approver.to_owned(),
                 key_id: signature.key_id.clone(),
             })?;
-        verify_approver_signature(&self.digest, &signature, &public_key).map_err(|problem| {
-            OverrideError::Signature {
+        verify_approver_signature(&self.digest, approver, &signature, &public_key).map_err(
+            |problem| OverrideError::Signature {
                 approver: approver.to_owned(),
                 key_id: signature.key_id.clone(),
                 problem,
-            }
-        })?;
+            },
+        )?;
         Ok(Some(RecordedSignature {
             key_id: signature.key_id,
             public_key: STANDARD.encode(public_key),

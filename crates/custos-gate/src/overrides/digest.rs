@@ -70,9 +70,11 @@ impl OverrideDigest {
         Some(OverrideDigest(bytes))
     }
 
-    /// The message approvers sign: the ASCII bytes of `custos-override-v1:<hex digest>`.
-    pub fn signing_message(&self) -> String {
-        format!("{SIGNING_PREFIX}{}", self.to_hex())
+    /// The message `approver` signs: the bytes of
+    /// `custos-override-v1:<hex digest>:<approver>`. Naming the approver keeps one approver's
+    /// signature from passing for another's (who registered the same public key).
+    pub fn signing_message(&self, approver: &str) -> String {
+        format!("{SIGNING_PREFIX}{}:{approver}", self.to_hex())
     }
 }
 
@@ -124,6 +126,7 @@ pub enum SignatureError {
 /// over `digest`'s signing message.
 pub fn verify_approver_signature(
     digest: &OverrideDigest,
+    approver: &str,
     signature: &ApproverSignature,
     public_key: &[u8; 32],
 ) -> Result<(), SignatureError> {
@@ -134,7 +137,7 @@ pub fn verify_approver_signature(
         .ok_or(SignatureError::Malformed)?;
     let verifier = Verifier::from_public_key(VERIFIER_NAME, *public_key)
         .map_err(|_| SignatureError::BadPublicKey)?;
-    if verifier.verify_bytes(digest.signing_message().as_bytes(), &bytes) {
+    if verifier.verify_bytes(digest.signing_message(approver).as_bytes(), &bytes) {
         Ok(())
     } else {
         Err(SignatureError::DoesNotVerify)
@@ -143,10 +146,15 @@ pub fn verify_approver_signature(
 
 /// Signs `digest` with `signer` (the approver's own key, registered as `key_id`) — what an
 /// approver's client does.
-pub fn sign_digest(digest: &OverrideDigest, signer: &Signer, key_id: &str) -> ApproverSignature {
+pub fn sign_digest(
+    digest: &OverrideDigest,
+    approver: &str,
+    signer: &Signer,
+    key_id: &str,
+) -> ApproverSignature {
     ApproverSignature {
         key_id: key_id.to_owned(),
-        ed25519: STANDARD.encode(signer.sign_bytes(digest.signing_message().as_bytes())),
+        ed25519: STANDARD.encode(signer.sign_bytes(digest.signing_message(approver).as_bytes())),
     }
 }
 

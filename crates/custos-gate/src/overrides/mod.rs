@@ -51,9 +51,10 @@
 //! `{"custos_override": 1, "override_id", "review_request_id", "plan_hash", "decision_seq",
 //! "justification", "business_impact", "alternatives_considered", "risk_acceptance",
 //! "requested_by"}` (see [`OverrideDigest::preimage`]). Approvers sign, with Ed25519, the ASCII
-//! bytes of `custos-override-v1:<64 lowercase hex digits of the digest>`
+//! bytes of `custos-override-v1:<64 lowercase hex digits of the digest>:<approver>`
 //! ([`OverrideDigest::signing_message`]): the prefix keeps a signature over an override from
-//! passing for a signature over any other 32-byte hash made with the same key.
+//! passing for a signature over any other 32-byte hash made with the same key, and the
+//! approver's principal keeps one approver's signature from being replayed as another's.
 //!
 //! # Ledger records
 //! See [`OverrideEvent`] and [`OverrideEvent::ledger_event`] for event types, actions,

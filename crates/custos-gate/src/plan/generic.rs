@@ -59,14 +59,18 @@ use super::json::{self, Path};
 use super::{Context, Controls, Parsed, PlanError, PlanFormat, PlannedAction, Verb};
 use super::{controls, ingress};
 
-/// The verb a word names, with the synonyms listed in the module docs.
-pub fn verb_from_word(word: &str) -> Option<Verb> {
-    let word: String = word
-        .trim()
+/// A keyword as the synonym tables spell it: trimmed, lower case, `_` and spaces as `-`.
+pub(crate) fn keyword(word: &str) -> String {
+    word.trim()
         .chars()
         .map(|c| if c == '_' || c == ' ' { '-' } else { c })
         .flat_map(char::to_lowercase)
-        .collect();
+        .collect()
+}
+
+/// The verb a word names, with the synonyms listed in the module docs.
+pub fn verb_from_word(word: &str) -> Option<Verb> {
+    let word = keyword(word);
     let verb = match word.as_str() {
         "create" | "add" | "new" | "provision" | "launch" | "allocate" | "insert" | "+" => {
             Verb::Create

@@ -42,6 +42,27 @@ impl Verb {
     pub fn changes(self) -> bool {
         !matches!(self, Verb::Read | Verb::NoOp)
     }
+
+    /// The plan word: `create`, `update`, `delete`, `replace`, `read`, `no-op` (what a generic
+    /// plan writes, and what [`generic::verb_from_word`] reads back).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Delete => "delete",
+            Verb::Replace => "replace",
+            Verb::Read => "read",
+            Verb::NoOp => "no-op",
+        }
+    }
+
+    /// The verb in a sentence about what a plan does (`leave` for a no-op).
+    pub fn imperative(self) -> &'static str {
+        match self {
+            Verb::NoOp => "leave",
+            other => other.as_str(),
+        }
+    }
 }
 
 /// Where an environment was learned from, strongest first.
@@ -233,7 +254,8 @@ use json::Path;
 pub(crate) mod read {
     pub(crate) use super::decode::decode_text;
     pub(crate) use super::json::{
-        Path, aliased, describe, missing, opt_array, opt_object, opt_str, req_str, wrong_type,
+        Path, aliased, describe, kind_of, missing, opt_array, opt_object, opt_str, req_str,
+        wrong_type,
     };
 }
 

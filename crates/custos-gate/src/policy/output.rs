@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::plan::read::kind_of;
+
 use super::{Approval, PolicyError, PolicyKind, Severity, Violation};
 
 /// Whose output is being read: a built-in policy's consequence is fixed by custos's table;
@@ -35,7 +37,7 @@ pub(crate) fn violations(
         Some(other) => {
             return Err(malformed(format!(
                 "violations must be a set or an array of objects, not {}",
-                type_name(&other)
+                kind_of(&other)
             )));
         }
     };
@@ -45,7 +47,7 @@ pub(crate) fn violations(
             Value::Object(fields) => violation(policy, fields, origin).map_err(malformed),
             other => Err(malformed(format!(
                 "a violation must be an object, not {}",
-                type_name(&other)
+                kind_of(&other)
             ))),
         })
         .collect()
@@ -127,20 +129,9 @@ pub(crate) fn evaluated_flag(policy: &str, value: Option<Value>) -> Result<bool,
             policy: policy.to_string(),
             message: format!(
                 "`evaluated` must be a boolean, not {}",
-                other.as_ref().map_or("undefined", type_name)
+                other.as_ref().map_or("undefined", kind_of)
             ),
         }),
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::intent::{ActionRef, IntentAssessment, IntentError, Match, MissingAction, VerifierId};
 use crate::plan::NormalizedPlan;
+use crate::plan::read::kind_of;
 
 /// Most items an answer array may hold.
 const MAX_ITEMS: usize = 100;
@@ -202,17 +203,6 @@ fn strings(object: &Map<String, Value>, key: &str) -> Result<Vec<String>, Intent
 
 fn missing_key(key: &str) -> IntentError {
     IntentError::SchemaViolation(format!("missing key `{key}`"))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The first 80 characters of `text`.
