@@ -103,6 +103,18 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A fresh scratch directory `<parent or the temp dir>/<name>-<pid>` (cleared if a previous
+/// run left it) for a benchmark's data.
+pub(crate) fn scratch_dir(parent: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = parent
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("{name}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
 /// The `p`-quantile (0..=1) of sorted figures; 0 for none.
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -179,7 +191,7 @@ async fn drive<S: Store>(
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     if args.gate {
-        return crate::bench_gate::run(&args.plans, args.rounds.max(1), json_out).await;
+        return crate::bench_gate::run(&args.plans, args.rounds.max(1), args.dir, json_out).await;
     }
     if args.http {
         let target = crate::bench_http::Target {
@@ -188,11 +200,7 @@ pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         };
         return crate::bench_http::run(target, args.entries, args.dir, args.keep, json_out).await;
     }
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = parent.join(format!("custos-bench-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
+    let dir = scratch_dir(args.dir.clone(), "custos-bench")?;
     let say = |s: String| {
         if !json_out {
             eprintln!("{s}");

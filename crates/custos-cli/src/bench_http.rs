@@ -133,11 +133,7 @@ pub async fn run(
             .context("client threads")??;
         return report(&f, json_out);
     }
-    let parent = parent.unwrap_or_else(std::env::temp_dir);
-    let dir = parent.join(format!("custos-bench-http-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
+    let dir = crate::bench::scratch_dir(parent, "custos-bench-http")?;
     datadir::init(&dir, Some("custos.bench/http".into()))?;
     let ledger = datadir::open(&dir).await?;
     let mut keys = custos_server::keys::KeyRegistry::load(&ledger)?;

@@ -256,6 +256,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy {
             command: crate::PolicyCommand::Test { dir },
         } => crate::gate::policy_test(&dir, json_out)?,
+        Command::Decision {
+            command: crate::DecisionCommand::Verify { file, key },
+        } => crate::gate::decision_verify(&file, &key, json_out)?,
         Command::Token {
             command:
                 crate::TokenCommand::Verify {
@@ -739,6 +742,7 @@ async fn serve_ledger<S: Store>(
             tls,
             drain: std::time::Duration::from_secs(config.drain_secs),
             mirror,
+            gate: Some(gate_setup(&config.gate)?),
         },
         shutdown,
     )
@@ -746,6 +750,61 @@ async fn serve_ledger<S: Store>(
     .context("serving")?;
     tracing::info!("stopped: final checkpoint issued and store closed");
     Ok(())
+}
+
+/// The gate's policies, LLM verifier and settings from `[gate]`.
+fn gate_setup(gate: &crate::config::Gate) -> anyhow::Result<custos_server::GateSetup> {
+    use custos_gate::intent::llm::{ApiKey, LlmConfig, LlmVerifier, ProviderKind};
+    use custos_gate::policy::{OperatorPolicies, RegoPolicyEngine, SoftPolicyConfig};
+    let operator = match &gate.policy_dir {
+        Some(dir) => OperatorPolicies::load_dir(dir)
+            .map_err(|e| bad(format!("gate policies in {}: {e}", dir.display())))?,
+        None => OperatorPolicies::none(),
+    };
+    let policies = RegoPolicyEngine::new(&operator, SoftPolicyConfig::default())
+        .map_err(|e| bad(format!("compiling the gate policies: {e}")))?;
+    let overrides = custos_gate::overrides::OverrideConfig {
+        min_approvers: gate.override_min_approvers,
+        ttl_seconds: gate.override_ttl_secs,
+        require_signatures: gate.require_signed_approvals,
+        ..Default::default()
+    };
+    let llm = match &gate.llm {
+        None => None,
+        Some(l) => {
+            let provider = match l.provider.as_str() {
+                "openai" | "openai-compatible" => ProviderKind::OpenaiCompatible,
+                "anthropic" => ProviderKind::Anthropic,
+                other => {
+                    return Err(bad(format!(
+                        "gate.llm.provider `{other}` is not openai or anthropic"
+                    )));
+                }
+            };
+            let mut config = LlmConfig::new(provider, &l.url, &l.model)
+                .with_timeout(std::time::Duration::from_millis(l.timeout_ms));
+            if let Some(var) = &l.api_key_env {
+                let key = std::env::var(var)
+                    .map_err(|_| bad(format!("gate.llm.api_key_env: ${var} is not set")))?;
+                config = config.with_api_key(ApiKey::new(key));
+            }
+            let verifier =
+                LlmVerifier::from_config(config).map_err(|e| bad(format!("gate.llm: {e}")))?;
+            Some(std::sync::Arc::new(verifier)
+                as std::sync::Arc<dyn custos_gate::intent::IntentVerifier>)
+        }
+    };
+    let config = custos_gate::service::GateConfig {
+        min_confidence: gate.min_confidence,
+        token_ttl_nanos: i128::from(gate.token_ttl_secs) * 1_000_000_000,
+        overrides,
+    };
+    config.validate().map_err(|e| bad(format!("[gate]: {e}")))?;
+    Ok(custos_server::GateSetup {
+        policies: std::sync::Arc::new(policies),
+        llm,
+        config,
+    })
 }
 
 /// Structured logs on stderr: JSON lines by default, with the request id of each request.

@@ -65,6 +65,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// The signed JSON Lines mirror.
     pub mirror: Option<Mirror>,
+    /// The plan gate.
+    pub gate: Gate,
 }
 
 impl Default for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             log: Log::default(),
             tls: None,
             mirror: None,
+            gate: Gate::default(),
         }
     }
 }
@@ -199,6 +202,63 @@ fn default_mirror_file_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
+/// `[gate]`: the plan gate (SPEC §4).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gate {
+    /// Directory of operator Rego policies (`*.rego`, package `custos.operator.<name>`);
+    /// they add to the built-in policies, never replace them.
+    pub policy_dir: Option<PathBuf>,
+    /// Minimum intent confidence for approval.
+    pub min_confidence: f64,
+    /// Lifetime of approval tokens, seconds.
+    pub token_ttl_secs: u64,
+    /// Distinct approvers an override needs.
+    pub override_min_approvers: u32,
+    /// How long an override request stays open, seconds.
+    pub override_ttl_secs: u64,
+    /// Every override approval must be signed with the approver's registered key.
+    pub require_signed_approvals: bool,
+    /// The optional LLM intent verifier.
+    pub llm: Option<GateLlm>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        let overrides = custos_gate::overrides::OverrideConfig::default();
+        Gate {
+            policy_dir: None,
+            min_confidence: custos_gate::decision::DEFAULT_MIN_CONFIDENCE,
+            token_ttl_secs: (custos_gate::token::DEFAULT_TTL_NANOS / 1_000_000_000) as u64,
+            override_min_approvers: overrides.min_approvers,
+            override_ttl_secs: overrides.ttl_seconds,
+            require_signed_approvals: overrides.require_signatures,
+            llm: None,
+        }
+    }
+}
+
+/// `[gate.llm]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GateLlm {
+    /// `openai` (any OpenAI-compatible chat completions server) or `anthropic`.
+    pub provider: String,
+    /// Base URL.
+    pub url: String,
+    /// Model name.
+    pub model: String,
+    /// Environment variable holding the API key (separate from the orchestrator's).
+    pub api_key_env: Option<String>,
+    /// Timeout, milliseconds; past it the review fails secure.
+    #[serde(default = "default_llm_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_llm_timeout_ms() -> u64 {
+    10_000
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Text,
@@ -257,6 +317,16 @@ const ENV: &[(&str, &[&str], Kind)] = &[
         "CUSTOS_MIRROR_KEY_FILE",
         &["mirror", "key_file"],
         Kind::Text,
+    ),
+    (
+        "CUSTOS_GATE_POLICY_DIR",
+        &["gate", "policy_dir"],
+        Kind::Text,
+    ),
+    (
+        "CUSTOS_GATE_TOKEN_TTL_SECS",
+        &["gate", "token_ttl_secs"],
+        Kind::Integer,
     ),
     (
         "CUSTOS_MIRROR_MAX_FILE_BYTES",

@@ -1,4 +1,5 @@
-//! The plan gate's offline commands: `custos policy test DIR` and `custos token verify`.
+//! The plan gate's offline commands: `custos policy test DIR`, `custos token verify` and
+//! `custos decision verify`.
 
 use std::path::Path;
 
@@ -38,6 +39,65 @@ pub fn policy_test(dir: &Path, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Verifies a signed review answer offline. Exit 1 (with the reason) when it does not verify.
+pub fn decision_verify(file: &Path, key: &str, json_out: bool) -> anyhow::Result<()> {
+    let verifier = read_verifier(key)?;
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("{} is not JSON: {e}", file.display())))?;
+    let verdict = custos_gate::service::signature::verify(&value, &verifier).map(|record| {
+        let human = format!(
+            "valid: request {} of tenant {} was {} (ledger entry {}, {}), signed by {}",
+            record.request_id,
+            record.tenant,
+            record.evaluation.decision,
+            record.seq,
+            record.ts,
+            record.log
+        );
+        let json = json!({"valid": true, "request_id": record.request_id,
+            "decision": record.evaluation.decision, "seq": record.seq, "tenant": record.tenant});
+        (json, human)
+    });
+    report_verdict("decision", verdict, json_out)
+}
+
+/// Prints the verdict of an offline check — `(JSON, sentence)` when valid, the reason when
+/// not — and fails with exit 1 when not valid.
+fn report_verdict<E: std::fmt::Display>(
+    what: &str,
+    verdict: Result<(serde_json::Value, String), E>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    match verdict {
+        Ok((json, human)) => {
+            if json_out {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).context("encoding")?
+                );
+            } else {
+                println!("{human}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json_out {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"valid": false, "reason": e.to_string()}))
+                        .context("encoding")?
+                );
+            }
+            Err(integrity(format!("{what} NOT valid: {e}")))
+        }
+    }
+}
+
 /// What `custos token verify` checks a token against.
 pub struct TokenCheck<'a> {
     /// The token (base64url).
@@ -67,35 +127,12 @@ pub fn token_verify(check: TokenCheck<'_>, json_out: bool) -> anyhow::Result<()>
     let verdict = token::verify(check.token, &verifier, &origin, now).and_then(|claims| {
         token::check_binding(&claims, check.request_id, check.plan_hash).map(|()| claims)
     });
-    match verdict {
-        Ok(claims) => {
-            if json_out {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"valid": true, "claims": claims}))
-                        .context("encoding")?
-                );
-            } else {
-                println!(
-                    "valid: approves request {} (plan {}) of tenant {}, decision seq {}, until {}",
-                    claims.request_id,
-                    claims.plan_hash,
-                    claims.tenant,
-                    claims.decision_seq,
-                    claims.expires
-                );
-            }
-            Ok(())
-        }
-        Err(e) => {
-            if json_out {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"valid": false, "reason": e.to_string()}))
-                        .context("encoding")?
-                );
-            }
-            Err(integrity(format!("token NOT valid: {e}")))
-        }
-    }
+    let verdict = verdict.map(|claims| {
+        let human = format!(
+            "valid: approves request {} (plan {}) of tenant {}, decision seq {}, until {}",
+            claims.request_id, claims.plan_hash, claims.tenant, claims.decision_seq, claims.expires
+        );
+        (json!({"valid": true, "claims": claims}), human)
+    });
+    report_verdict("token", verdict, json_out)
 }

@@ -169,6 +169,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Signed gate decisions (SPEC §4.1).
+    Decision {
+        #[command(subcommand)]
+        command: DecisionCommand,
+    },
     /// The signed JSON Lines mirror.
     Mirror {
         #[command(subcommand)]
@@ -272,6 +277,21 @@ pub enum TokenCommand {
         /// Check as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
+    },
+}
+
+/// Decision subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DecisionCommand {
+    /// Check a review answer's signature offline (as `POST /v1/reviews` or `GET
+    /// /v1/reviews/{id}` returned it): the log key's Ed25519 signature over the RFC 8785 form
+    /// of the decision. Exit 1 when it does not verify.
+    Verify {
+        /// The review answer, a JSON file (`-` for standard input).
+        file: std::path::PathBuf,
+        /// The log's verifier key (`name+keyid+base64`), or a file holding it (DATA/log.pub).
+        #[arg(long)]
+        key: String,
     },
 }
 

@@ -159,3 +159,35 @@ fn token_verify_checks_signature_expiry_and_binding_offline() {
     let out = run(&["token", "verify", "not-a-token!", "--key", key]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn bench_gate_reports_pure_and_recorded_review_latency_per_plan() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = run(&[
+        "--json",
+        "bench",
+        "--gate",
+        "--rounds",
+        "8",
+        "--dir",
+        tmp.path().to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let figures: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the figures as JSON");
+    let plans = figures.as_array().expect("one row per plan");
+    let decisions: Vec<&str> = plans
+        .iter()
+        .map(|p| p["decision"].as_str().expect("decision"))
+        .collect();
+    assert_eq!(decisions, ["approved", "vetoed", "escalated", "escalated"]);
+    for p in plans {
+        assert_eq!(p["reviews"], 8, "{p}");
+        assert_eq!(p["recorded_reviews"], 2, "{p}");
+        let (pure, recorded) = (&p["ms_p50"], &p["recorded_ms_p50"]);
+        assert!(pure.as_f64().is_some_and(|ms| ms > 0.0), "{p}");
+        assert!(recorded.as_f64().is_some_and(|ms| ms > 0.0), "{p}");
+    }
+    // The scratch ledger is removed afterwards.
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("dir").count(), 0);
+}

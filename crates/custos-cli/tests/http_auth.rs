@@ -268,6 +268,30 @@ fn tenant_isolation_holds_on_every_endpoint() {
     let r = post(a, "/v1/entries", g, &shared("globex"));
     expect(&r, 201, "globex append");
     let globex_seq = r.json()["seq"].as_u64().expect("seq");
+    // An approved review of acme's, with its token.
+    let plan: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../custos-gate/tests/plans/scenario-a.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("read plan"),
+    )
+    .expect("plan");
+    let review = |id: &str, note: &str| {
+        json!({"request_id": id, "plan": plan, "metadata": {"note": note},
+            "user_request": "Add a new microsegment for machine learning workloads with GPU instances"})
+    };
+    let r = post(
+        a,
+        "/v1/reviews",
+        &acme_admin,
+        &review("req-iso-acme", "ACME-PRIVATE-7f3a"),
+    );
+    expect(&r, 201, "acme review");
+    let acme_token = r.json()["approval_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let size = tree_size(a);
     let acme_seq = acme_seqs[0];
     let acme_id = &acme_ids[0];
@@ -409,6 +433,57 @@ fn tenant_isolation_holds_on_every_endpoint() {
         row(("GET", "/readyz"), "/readyz", 200).public(),
         row(("GET", "/metrics"), "/metrics", 200).public(),
         row(("GET", "/openapi.json"), "/openapi.json", 200).public(),
+        row(("GET", "/health"), "/health", 200).public(),
+        // The gate: acme's review does not exist for globex; the same calls on globex's own
+        // reviews work and show nothing of acme's.
+        row(("GET", "/v1/reviews/{id}"), "/v1/reviews/req-iso-acme", 404),
+        row(("GET", "/v1/reviews"), "/v1/reviews", 200),
+        row(("GET", "/v1/reviews"), "/v1/reviews?decision=approved&order=desc", 200),
+        row(("POST", "/v1/reviews"), "/v1/reviews", 201)
+            .body(&review("req-iso-globex", "globex")),
+        row(("POST", "/verify-plan"), "/verify-plan", 200)
+            .body(&review("req-iso-globex", "globex")),
+        row(
+            ("POST", "/v1/reviews/{id}/override-requests"),
+            "/v1/reviews/req-iso-acme/override-requests",
+            404,
+        )
+        .body(&json!({"justification": "j", "business_impact": "b",
+            "alternatives_considered": "a", "risk_acceptance": "r"})),
+        row(
+            ("POST", "/v1/reviews/{id}/override-requests/{override_id}/approvals"),
+            "/v1/reviews/req-iso-acme/override-requests/x/approvals",
+            404,
+        )
+        .body(&json!({"plan_hash": "sha256:00"})),
+        row(
+            ("POST", "/v1/reviews/{id}/override-requests/{override_id}/denials"),
+            "/v1/reviews/req-iso-acme/override-requests/x/denials",
+            404,
+        )
+        .body(&json!({"reason": "r"})),
+        row(
+            ("POST", "/v1/reviews/{id}/override-requests/{override_id}/withdrawal"),
+            "/v1/reviews/req-iso-acme/override-requests/x/withdrawal",
+            404,
+        )
+        .body(&json!({"reason": "r"})),
+        // acme's token is not globex's: refused without its claims.
+        row(("POST", "/v1/tokens/verify"), "/v1/tokens/verify", 200)
+            .body(&json!({"token": acme_token})),
+        row(("POST", "/v1/approver-keys"), "/v1/approver-keys", 201).body(
+            &json!({"key_id": "iso-1", "public_key": "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="}),
+        ),
+        // Reporting an execution of acme's request from globex: for globex it is an unknown
+        // request (a critical deviation in globex's own ledger), nothing of acme's.
+        row(
+            ("POST", "/v1/reviews/{id}/execution"),
+            "/v1/reviews/req-iso-acme/execution",
+            201,
+        )
+        .body(&json!({"result": plan, "approval_token": Value::Null})),
+        row(("POST", "/verify-execution"), "/verify-execution", 201)
+            .body(&json!({"request_id": "req-iso-acme", "result": plan})),
     ];
     for f in filters {
         rows.push(

@@ -49,22 +49,12 @@ fn start_node(data: &Path, url: &str, log: &Path, bootstrap: bool) -> (Server, O
         .append(true)
         .open(log)
         .expect("node log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.arg("--data")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CUSTOS_STORE", "postgres")
-        .env("CUSTOS_POSTGRES_URL", url)
-        .env("CUSTOS_POSTGRES_MAX_CONNECTIONS", "4")
+    let mut cmd = postgres_serve_command(data, url);
+    cmd.env("CUSTOS_POSTGRES_MAX_CONNECTIONS", "4")
         .stderr(Stdio::from(stderr));
     let (server, scheme, lines) = spawn_server(cmd, usize::from(bootstrap));
     assert_eq!(scheme, "http");
-    let key = bootstrap.then(|| {
-        lines[0]
-            .rsplit_once(": ")
-            .map(|(_, k)| k.to_owned())
-            .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"))
-    });
+    let key = bootstrap.then(|| bootstrap_key(&lines));
     (server, key)
 }
 

@@ -32,19 +32,8 @@ fn custos_pg(data: &std::path::Path, url: &str, args: &[&str]) -> Output {
 /// `custos serve` on PostgreSQL for the ledger of `data`, and the bootstrap admin key it prints
 /// (the ledger must hold no keys yet).
 fn serve_postgres(data: &std::path::Path, url: &str) -> (Server, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.arg("--data")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CUSTOS_STORE", "postgres")
-        .env("CUSTOS_POSTGRES_URL", url)
-        .stderr(std::process::Stdio::null());
-    let (server, _, lines) = spawn_server(cmd, 1);
-    let admin = lines[0]
-        .rsplit_once(": ")
-        .map(|(_, k)| k.to_owned())
-        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
-    (server, admin)
+    let (server, _, lines) = spawn_server(postgres_serve_command(data, url), 1);
+    (server, bootstrap_key(&lines))
 }
 
 fn psql(url: &str, sql: &str) -> Output {
@@ -179,19 +168,10 @@ fn an_append_only_role_serves_and_cannot_rewrite() {
     let refused = custos_pg(&data, &app_url, &["migrate"]);
     assert!(!refused.status.success(), "{refused:?}");
     // ... with them off it serves, after checking the schema is current.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.arg("--data")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CUSTOS_STORE", "postgres")
-        .env("CUSTOS_POSTGRES_URL", &app_url)
-        .env("CUSTOS_POSTGRES_MIGRATE", "false")
-        .stderr(std::process::Stdio::null());
+    let mut cmd = postgres_serve_command(&data, &app_url);
+    cmd.env("CUSTOS_POSTGRES_MIGRATE", "false");
     let (mut server, _, lines) = spawn_server(cmd, 1);
-    let admin = lines[0]
-        .rsplit_once(": ")
-        .map(|(_, k)| k.to_owned())
-        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let admin = bootstrap_key(&lines);
     let r = http(
         &server.addr,
         "POST",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Resp, Server, parse_response, spawn_server};
+use support::{Resp, Server, bootstrap_key, parse_response, spawn_server};
 
 fn custos(config: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
@@ -262,11 +262,7 @@ fn shutdown_finishes_the_request_in_flight() {
     let log = tmp.path().join("stderr.log");
     let (mut server, scheme, lines) = start(&config, &[], &log, 1);
     assert_eq!(scheme, "http");
-    let key = lines[0]
-        .rsplit_once(": ")
-        .map(|(_, k)| k.to_owned())
-        .filter(|k| k.starts_with("ck_"))
-        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"));
+    let key = bootstrap_key(&lines);
     assert!(data.join("ledger.json").exists());
 
     // Half a request: headers and part of the body.

@@ -165,6 +165,8 @@ impl FailureLog {
             b.severity = match reason {
                 // A valid key with a bad signature or a replay: the key may be stolen.
                 "bad_signature" | "nonce_replayed" => Severity::High,
+                // An approval replayed, or a token forged or carried to another review.
+                "approval_token_reused" | "invalid_approval_token" => Severity::High,
                 "forbidden" => Severity::Medium,
                 _ => Severity::Low,
             };

@@ -31,6 +31,7 @@ use tokio::sync::RwLock;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{self, Caller, FailureLog};
+use crate::gate_http;
 use crate::keys::{ApiKey, KeyError, KeyRegistry, Role};
 use crate::openapi::{
     self, BadRequest, Conflict, Forbidden, Internal, NotFound, PayloadTooLarge, Unauthenticated,
@@ -63,6 +64,8 @@ pub struct AppState<S: Store> {
     pub max_body_bytes: usize,
     /// `/readyz` fails while the indexes are further behind the log than this.
     pub max_index_lag: u64,
+    /// The plan gate (SPEC §4).
+    pub gate: Arc<custos_gate::service::GateService<S>>,
 }
 
 /// Default of [`AppState::max_index_lag`]: a few seconds of appends at full speed.
@@ -71,16 +74,16 @@ pub const MAX_INDEX_LAG: u64 = 1_000_000;
 /// An RFC 9457 problem.
 #[derive(Debug)]
 pub struct Problem {
-    status: StatusCode,
-    kind: &'static str,
-    title: &'static str,
-    detail: String,
-    field: Option<String>,
-    retry_after: Option<u64>,
+    pub(crate) status: StatusCode,
+    pub(crate) kind: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) detail: String,
+    pub(crate) field: Option<String>,
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Problem {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         kind: &'static str,
         title: &'static str,
@@ -96,7 +99,7 @@ impl Problem {
         }
     }
 
-    fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "bad-request",
@@ -114,11 +117,11 @@ impl Problem {
         )
     }
 
-    fn forbidden(detail: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
     }
 
-    fn not_found(detail: impl Into<String>) -> Self {
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
@@ -235,9 +238,9 @@ impl IntoResponse for Problem {
     }
 }
 
-type Result<T, E = Problem> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Problem> = std::result::Result<T, E>;
 
-async fn authenticate<S: Store>(
+pub(crate) async fn authenticate<S: Store>(
     state: &AppState<S>,
     caller: &Caller,
     body: &[u8],
@@ -326,7 +329,7 @@ async fn authenticate<S: Store>(
 
 impl<S: Store> AppState<S> {
     /// Records a 403 as a refusal before returning it.
-    fn deny(&self, caller: &Caller, key: &ApiKey, p: Problem) -> Problem {
+    pub(crate) fn deny(&self, caller: &Caller, key: &ApiKey, p: Problem) -> Problem {
         if p.status == StatusCode::FORBIDDEN {
             self.failures
                 .note(auth::failure(caller, Some(key), "forbidden"));
@@ -335,7 +338,7 @@ impl<S: Store> AppState<S> {
     }
 }
 
-fn parse_json(body: &Bytes) -> Result<Value> {
+pub(crate) fn parse_json(body: &Bytes) -> Result<Value> {
     serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
 }
@@ -351,7 +354,8 @@ fn authorise_write(key: &ApiKey, value: &mut Value) -> Result<()> {
     // Entries custos's own projections are built from (keys, refusal records) come from custos
     // alone: a client writing one could, say, mint itself an API key.
     if let Some(t) = obj.get("event_type").and_then(Value::as_str)
-        && RESERVED_EVENT_TYPES.contains(&t)
+        && (RESERVED_EVENT_TYPES.contains(&t)
+            || custos_gate::service::record::RESERVED_EVENT_TYPES.contains(&t))
     {
         return Err(Problem::forbidden(format!(
             "event type `{t}` is written by custos itself, not by clients"
@@ -502,15 +506,72 @@ pub(crate) async fn append_batch<S: Store>(
 }
 
 /// Reads a path parameter, or says which one is wrong.
-fn path_param<T>(name: &str, p: std::result::Result<Path<T>, PathRejection>) -> Result<T> {
+pub(crate) fn path_param<T>(
+    name: &str,
+    p: std::result::Result<Path<T>, PathRejection>,
+) -> Result<T> {
     p.map(|Path(v)| v).map_err(|e| Problem {
         field: Some(name.to_owned()),
         ..Problem::bad_request(format!("{name}: {}", e.body_text()))
     })
 }
 
+/// A time parameter (RFC 3339) in nanoseconds, or a 400 naming it.
+pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i128>> {
+    value
+        .map(|s| parse_rfc3339(s).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// `order`: `asc` (the default) or `desc`; true for descending.
+pub(crate) fn descending(order: Option<&str>) -> Result<bool> {
+    match order {
+        None | Some("asc") => Ok(false),
+        Some("desc") => Ok(true),
+        Some(o) => Err(Problem::bad_request(format!(
+            "order: `{o}` is not asc or desc"
+        ))),
+    }
+}
+
+/// `limit`: a page size from 1 to [`custos_store::MAX_QUERY_LIMIT`], 100 by default.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize> {
+    match limit.unwrap_or(100) {
+        n @ 1..=custos_store::MAX_QUERY_LIMIT => Ok(n),
+        n => Err(Problem::bad_request(format!(
+            "limit: {n} is not between 1 and {}",
+            custos_store::MAX_QUERY_LIMIT
+        ))),
+    }
+}
+
+/// The store's health when it accepts appends; otherwise 503 (with `Retry-After`) saying
+/// why — what `/readyz` and the compatibility `/health` answer.
+pub(crate) fn writable_health<S: Store>(state: &AppState<S>) -> Result<custos_store::StoreHealth> {
+    let not_ready = |detail: String| Problem {
+        retry_after: Some(1),
+        ..Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            detail,
+        )
+    };
+    let health = state
+        .ledger
+        .store()
+        .health()
+        .map_err(|e| not_ready(format!("the store is not readable: {e}")))?;
+    if let Some(why) = &health.unwritable {
+        return Err(not_ready(format!(
+            "the store does not accept appends: {why}"
+        )));
+    }
+    Ok(health)
+}
+
 /// Reads the query string, or says what is wrong with it.
-fn query_params<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+pub(crate) fn query_params<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
     q.map(|Query(v)| v)
         .map_err(|e| Problem::bad_request(e.body_text()))
 }
@@ -636,11 +697,6 @@ pub(crate) async fn query_entries<S: Store>(
 ) -> Result<Response> {
     let key = authenticate(&state, &caller, &[]).await?;
     let p = query_params(params)?;
-    let time = |name: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|s| parse_rfc3339(s).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
-            .transpose()
-    };
     let q = EntryQuery {
         tenant: Some(key.tenant.clone()),
         actor: p.actor,
@@ -673,26 +729,11 @@ pub(crate) async fn query_entries<S: Store>(
         target: p.target,
         trace_id: p.trace_id,
         session_id: p.session_id,
-        start: time("start", &p.start)?,
-        end: time("end", &p.end)?,
+        start: time_param("start", p.start.as_deref())?,
+        end: time_param("end", p.end.as_deref())?,
         after: p.after,
-        descending: match p.order.as_deref() {
-            None | Some("asc") => false,
-            Some("desc") => true,
-            Some(o) => {
-                return Err(Problem::bad_request(format!(
-                    "order: `{o}` is not asc or desc"
-                )));
-            }
-        },
-        limit: match p.limit.unwrap_or(100) {
-            n @ 1..=custos_store::MAX_QUERY_LIMIT => n,
-            n => {
-                return Err(Problem::bad_request(format!(
-                    "limit: {n} is not between 1 and 1000"
-                )));
-            }
-        },
+        descending: descending(p.order.as_deref())?,
+        limit: page_limit(p.limit)?,
     };
     let (entries, next) = state.ledger.query(&q)?;
     Ok(Json(EntryPage { entries, next }).into_response())
@@ -872,15 +913,10 @@ fn range_for(
     start: &Option<String>,
     end: &Option<String>,
 ) -> Result<custos_ledger::export::Range> {
-    let time = |name: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|s| parse_rfc3339(s).map_err(|e| Problem::bad_request(format!("{name}: {e}"))))
-            .transpose()
-    };
     Ok(custos_ledger::export::Range {
         tenant: Some(key.tenant.clone()),
-        start: time("start", start)?,
-        end: time("end", end)?,
+        start: time_param("start", start.as_deref())?,
+        end: time_param("end", end.as_deref())?,
     })
 }
 
@@ -1433,31 +1469,21 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz<S: Store>(
     State(state): State<Arc<AppState<S>>>,
 ) -> Result<&'static str> {
-    let not_ready = |detail: String| Problem {
-        retry_after: Some(1),
-        ..Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            detail,
-        )
-    };
-    let health = state
-        .ledger
-        .store()
-        .health()
-        .map_err(|e| not_ready(format!("the store is not readable: {e}")))?;
-    if let Some(why) = health.unwritable {
-        return Err(not_ready(format!(
-            "the store does not accept appends: {why}"
-        )));
-    }
+    let health = writable_health(&state)?;
     let lag = health.size.saturating_sub(health.indexed);
     if lag > state.max_index_lag {
-        return Err(not_ready(format!(
-            "the indexes are {lag} entries behind the log (at most {})",
-            state.max_index_lag
-        )));
+        return Err(Problem {
+            retry_after: Some(1),
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                format!(
+                    "the indexes are {lag} entries behind the log (at most {})",
+                    state.max_index_lag
+                ),
+            )
+        });
     }
     Ok("ready\n")
 }
@@ -1529,6 +1555,47 @@ fn routes<S: Store>() -> Routes<S> {
         .add(M::GET, "/healthz", healthz)
         .add(M::GET, "/readyz", readyz::<S>)
         .add(M::GET, "/openapi.json", openapi_json)
+        .add(M::POST, "/v1/reviews", gate_http::create_review::<S>)
+        .add(M::GET, "/v1/reviews", gate_http::list_reviews::<S>)
+        .add(M::GET, "/v1/reviews/{id}", gate_http::get_review::<S>)
+        .add(
+            M::POST,
+            "/v1/reviews/{id}/execution",
+            gate_http::report_execution::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/reviews/{id}/override-requests",
+            gate_http::request_override::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/reviews/{id}/override-requests/{override_id}/approvals",
+            gate_http::approve_override::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/reviews/{id}/override-requests/{override_id}/denials",
+            gate_http::deny_override::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/reviews/{id}/override-requests/{override_id}/withdrawal",
+            gate_http::withdraw_override::<S>,
+        )
+        .add(M::POST, "/v1/tokens/verify", gate_http::verify_token::<S>)
+        .add(
+            M::POST,
+            "/v1/approver-keys",
+            gate_http::register_approver_key::<S>,
+        )
+        .add(M::POST, "/verify-plan", gate_http::verify_plan::<S>)
+        .add(
+            M::POST,
+            "/verify-execution",
+            gate_http::verify_execution::<S>,
+        )
+        .add(M::GET, "/health", gate_http::health::<S>)
 }
 
 /// What [`router`] serves: (method, path), methods in lower case as OpenAPI names them.

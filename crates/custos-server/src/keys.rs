@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use custos_core::entry::{Entry, EntryBody, Outcome, Severity, check_principal};
 use custos_ledger::{Ledger, LedgerError};
-use custos_store::{EntryQuery, MAX_QUERY_LIMIT, Store};
+use custos_store::{EntryQuery, Store};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -369,20 +369,11 @@ impl KeyRegistry {
         let size = ledger.size()?;
         let mut events = Vec::new();
         for event_type in [KEY_CREATED, KEY_REVOKED] {
-            let mut q = EntryQuery {
+            events.extend(ledger.query_all(EntryQuery {
                 event_type: Some(event_type.into()),
                 after: from.checked_sub(1),
-                limit: MAX_QUERY_LIMIT,
                 ..EntryQuery::default()
-            };
-            loop {
-                let (entries, next) = ledger.query(&q)?;
-                events.extend(entries);
-                match next {
-                    Some(n) => q.after = Some(n),
-                    None => break,
-                }
-            }
+            })?);
         }
         events.sort_by_key(|e| e.seq);
         // The two queries may each have seen entries past `size` (committed meanwhile) but

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod gate_http;
 pub mod http;
 pub mod keys;
 pub mod openapi;
@@ -40,6 +41,32 @@ pub struct ServeOptions {
     pub drain: Duration,
     /// Keep this signed JSON Lines mirror current (SPEC §3.7), synced every second.
     pub mirror: Option<custos_ledger::mirror::MirrorConfig>,
+    /// The plan gate's policies, LLM verifier and settings; `None`: the built-in policies
+    /// alone, no LLM, the SPEC's defaults.
+    pub gate: Option<GateSetup>,
+}
+
+/// What the plan gate runs with.
+pub struct GateSetup {
+    /// The compiled policies (built-in plus the operator's).
+    pub policies: Arc<dyn custos_gate::policy::PolicyEngine>,
+    /// The optional LLM intent verifier.
+    pub llm: Option<Arc<dyn custos_gate::intent::IntentVerifier>>,
+    /// Thresholds and lifetimes.
+    pub config: custos_gate::service::GateConfig,
+}
+
+impl GateSetup {
+    /// The built-in policies alone, no LLM, the SPEC's defaults.
+    pub fn builtin() -> Result<Self, String> {
+        let policies = custos_gate::policy::RegoPolicyEngine::builtin()
+            .map_err(|e| format!("compiling the built-in gate policies: {e}"))?;
+        Ok(GateSetup {
+            policies: Arc::new(policies),
+            llm: None,
+            config: custos_gate::service::GateConfig::default(),
+        })
+    }
 }
 
 impl Default for ServeOptions {
@@ -51,6 +78,7 @@ impl Default for ServeOptions {
             tls: None,
             drain: Duration::from_secs(30),
             mirror: None,
+            gate: None,
         }
     }
 }
@@ -121,7 +149,19 @@ pub async fn serve<S: Store>(
     } else {
         keys
     };
+    let gate = match options.gate {
+        Some(g) => g,
+        None => GateSetup::builtin().map_err(std::io::Error::other)?,
+    };
+    let gate = Arc::new(custos_gate::service::GateService::new(
+        ledger.clone(),
+        gate.policies,
+        gate.llm,
+        gate.config,
+        custos_store::system_clock(),
+    ));
     let state = Arc::new(http::AppState {
+        gate,
         ledger: ledger.clone(),
         keys: tokio::sync::RwLock::new(keys),
         nonces: Arc::new(options.nonces),

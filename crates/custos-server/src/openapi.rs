@@ -29,7 +29,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use crate::http;
+use crate::{gate_http, http};
 
 /// Name of the security scheme: an API key sent as a bearer token.
 pub const SECURITY_SCHEME: &str = "apiKey";
@@ -79,6 +79,19 @@ pub fn json() -> Bytes {
         http::healthz,
         http::readyz,
         http::openapi_json,
+        gate_http::create_review,
+        gate_http::list_reviews,
+        gate_http::get_review,
+        gate_http::report_execution,
+        gate_http::request_override,
+        gate_http::approve_override,
+        gate_http::deny_override,
+        gate_http::withdraw_override,
+        gate_http::verify_token,
+        gate_http::register_approver_key,
+        gate_http::verify_plan,
+        gate_http::verify_execution,
+        gate_http::health,
     ),
     components(
         schemas(http::ProblemBody, Order, ExportFormat, EntryKey, Outcome, Severity),
@@ -100,6 +113,8 @@ pub fn json() -> Bytes {
         (name = "proofs", description = "Checkpoints, inclusion and consistency proofs"),
         (name = "keys", description = "API keys (admin keys only)"),
         (name = "service", description = "Health, readiness, metrics and this document"),
+        (name = "gate", description = "The plan gate: reviews, approval tokens, execution verification, overrides (SPEC §4)"),
+        (name = "compatibility", description = "The documented routes of the system custos replaces (SPEC §9)"),
     )
 )]
 struct ApiDoc;

@@ -213,6 +213,29 @@ pub fn spawn_server(mut cmd: Command, more: usize) -> (Server, String, Vec<Strin
     (Server { child, addr }, scheme, lines)
 }
 
+/// `custos --data DATA serve` on a free loopback port with the ledger on PostgreSQL at `url`
+/// (stderr discarded; set another with `.stderr(…)`). Spawn it with [`spawn_server`].
+pub fn postgres_serve_command(data: &Path, url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_STORE", "postgres")
+        .env("CUSTOS_POSTGRES_URL", url)
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The bootstrap admin key `serve` prints on the line after its listen line (`…: ck_…`).
+pub fn bootstrap_key(lines: &[String]) -> String {
+    lines
+        .first()
+        .and_then(|l| l.rsplit_once(": "))
+        .map(|(_, k)| k.to_owned())
+        .filter(|k| k.starts_with("ck_"))
+        .unwrap_or_else(|| panic!("no bootstrap key: {lines:?}"))
+}
+
 /// A response: status, the head lower-cased, and the (de-chunked) body.
 pub struct Resp {
     pub status: u16,
