@@ -28,7 +28,8 @@ use custos_gate::decision::Outcome;
 use custos_gate::overrides::{ApproverSignature, OverrideError};
 use custos_gate::request::ReviewRequest;
 use custos_gate::service::{
-    ExecutionInput, GateError, OverrideInput, OverrideStep, Principal, ReviewQuery,
+    ExecutionInput, GateError, OverrideInput, OverrideStep, Principal, ReviewListItem, ReviewQuery,
+    ReviewView,
 };
 use custos_store::Store;
 use serde::{Deserialize, Serialize};
@@ -110,11 +111,7 @@ fn gate_problem<S: Store>(
     match e {
         GateError::Invalid { field, problem } => Problem {
             field: Some(field.clone()),
-            ..unprocessable(
-                "invalid-review-request",
-                "Invalid request",
-                format!("`{field}`: {problem}"),
-            )
+            ..invalid_request(format!("`{field}`: {problem}"))
         },
         GateError::Plan(e) => Problem {
             field: Some("plan".into()),
@@ -199,21 +196,22 @@ fn gate_problem<S: Store>(
 fn read_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T> {
     let value = parse_json(body)?;
     if !value.is_object() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-review-request",
-            "Invalid request",
-            format!("the body is not {what}: expected a JSON object"),
-        ));
+        return Err(invalid_request(format!(
+            "the body is not {what}: expected a JSON object"
+        )));
     }
-    serde_json::from_value(value).map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-review-request",
-            "Invalid request",
-            format!("the body is not {what}: {e}"),
-        )
-    })
+    serde_json::from_value(value)
+        .map_err(|e| invalid_request(format!("the body is not {what}: {e}")))
+}
+
+/// 422 `invalid-review-request`: a gate request whose shape or values are wrong.
+fn invalid_request(detail: String) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-review-request",
+        "Invalid request",
+        detail,
+    )
 }
 
 /// A review request (SPEC §4.1).
@@ -336,20 +334,30 @@ pub(crate) async fn create_review<S: Store>(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response> {
-    let key = authenticate(&state, &caller, &body).await?;
-    require(&state, &caller, &key, &ORCHESTRATORS, "reviewing a plan")?;
-    let request: ReviewRequest = read_body(&body, "a review request")?;
-    let (view, created) = state
-        .gate
-        .review(&principal(&key), request)
-        .await
-        .map_err(|e| gate_problem(&state, &caller, &key, e))?;
+    let (view, created) = review(&state, &caller, &body).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(view)).into_response())
+}
+
+/// Reviews the plan in `body` for an orchestrator's key: what `POST /v1/reviews` and the
+/// compatibility `POST /verify-plan` share. True when this call decided it.
+async fn review<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    body: &Bytes,
+) -> Result<(ReviewView, bool)> {
+    let key = authenticate(state, caller, body).await?;
+    require(state, caller, &key, &ORCHESTRATORS, "reviewing a plan")?;
+    let request: ReviewRequest = read_body(body, "a review request")?;
+    state
+        .gate
+        .review(&principal(&key), request)
+        .await
+        .map_err(|e| gate_problem(state, caller, &key, e))
 }
 
 /// One review, with its signed decision and what happened since (executions, overrides).
@@ -425,7 +433,7 @@ pub struct ReviewPage {
     /// Decisions: request id, decision, seq, ts, actor, plan hash, summary, violated
     /// policies, required approvals.
     #[schema(value_type = Vec<Object>)]
-    pub reviews: Vec<Value>,
+    pub reviews: Vec<ReviewListItem>,
     /// Cursor of the next page, if there may be one.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -476,14 +484,10 @@ pub(crate) async fn list_reviews<S: Store>(
         descending: descending(p.order.as_deref())?,
         limit: page_limit(p.limit)?,
     };
-    let (items, next) = state
+    let (reviews, next) = state
         .gate
         .list(&key.tenant, &q)
         .map_err(|e| gate_problem(&state, &caller, &key, e))?;
-    let reviews = items
-        .into_iter()
-        .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
-        .collect();
     Ok(Json(ReviewPage { reviews, next }).into_response())
 }
 
@@ -949,12 +953,7 @@ pub(crate) async fn verify_token<S: Store>(
     if b.token.is_empty() {
         return Err(Problem {
             field: Some("token".into()),
-            ..Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-review-request",
-                "Invalid request",
-                "`token` must not be empty",
-            )
+            ..invalid_request("`token` must not be empty".into())
         });
     }
     let check = state
@@ -1080,14 +1079,7 @@ pub(crate) async fn verify_plan<S: Store>(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response> {
-    let key = authenticate(&state, &caller, &body).await?;
-    require(&state, &caller, &key, &ORCHESTRATORS, "reviewing a plan")?;
-    let request: ReviewRequest = read_body(&body, "a review request")?;
-    let (view, _) = state
-        .gate
-        .review(&principal(&key), request)
-        .await
-        .map_err(|e| gate_problem(&state, &caller, &key, e))?;
+    let (view, _) = review(&state, &caller, &body).await?;
     let mut value = serde_json::to_value(&view)
         .map_err(|_| Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
     if let Value::Object(m) = &mut value {

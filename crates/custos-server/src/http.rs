@@ -50,6 +50,20 @@ pub const RESERVED_EVENT_TYPES: [&str; 3] = [
     crate::auth::SECURITY_EVENT,
 ];
 
+/// Every service's reserved event types: what its projections are folded from, so no client
+/// may append them. A domain service adds its list here.
+const RESERVED_BY_SERVICE: [&[&str]; 2] = [
+    &RESERVED_EVENT_TYPES,
+    &custos_gate::service::record::RESERVED_EVENT_TYPES,
+];
+
+/// Whether only custos itself may write entries of `event_type`.
+fn reserved(event_type: &str) -> bool {
+    RESERVED_BY_SERVICE
+        .iter()
+        .any(|list| list.contains(&event_type))
+}
+
 /// What handlers share.
 pub struct AppState<S: Store> {
     /// The ledger.
@@ -115,6 +129,19 @@ impl Problem {
             "Authentication required",
             "send a valid API key as `Authorization: Bearer ck_…`",
         )
+    }
+
+    /// 503 with `Retry-After: 1`: the server cannot serve this now (`/readyz`, `/health`).
+    pub(crate) fn not_ready(detail: impl Into<String>) -> Self {
+        Problem {
+            retry_after: Some(1),
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                detail,
+            )
+        }
     }
 
     pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
@@ -354,8 +381,7 @@ fn authorise_write(key: &ApiKey, value: &mut Value) -> Result<()> {
     // Entries custos's own projections are built from (keys, refusal records) come from custos
     // alone: a client writing one could, say, mint itself an API key.
     if let Some(t) = obj.get("event_type").and_then(Value::as_str)
-        && (RESERVED_EVENT_TYPES.contains(&t)
-            || custos_gate::service::record::RESERVED_EVENT_TYPES.contains(&t))
+        && reserved(t)
     {
         return Err(Problem::forbidden(format!(
             "event type `{t}` is written by custos itself, not by clients"
@@ -548,15 +574,7 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize> {
 /// The store's health when it accepts appends; otherwise 503 (with `Retry-After`) saying
 /// why — what `/readyz` and the compatibility `/health` answer.
 pub(crate) fn writable_health<S: Store>(state: &AppState<S>) -> Result<custos_store::StoreHealth> {
-    let not_ready = |detail: String| Problem {
-        retry_after: Some(1),
-        ..Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            detail,
-        )
-    };
+    let not_ready = Problem::not_ready;
     let health = state
         .ledger
         .store()
@@ -1472,18 +1490,10 @@ pub(crate) async fn readyz<S: Store>(
     let health = writable_health(&state)?;
     let lag = health.size.saturating_sub(health.indexed);
     if lag > state.max_index_lag {
-        return Err(Problem {
-            retry_after: Some(1),
-            ..Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-ready",
-                "Not ready",
-                format!(
-                    "the indexes are {lag} entries behind the log (at most {})",
-                    state.max_index_lag
-                ),
-            )
-        });
+        return Err(Problem::not_ready(format!(
+            "the indexes are {lag} entries behind the log (at most {})",
+            state.max_index_lag
+        )));
     }
     Ok("ready\n")
 }

@@ -857,22 +857,25 @@ impl<S: Store> GateService<S> {
         } else {
             (EntryOutcome::Success, Severity::Info)
         };
-        let body = |data: &ExecutionData| -> Result<EntryBody> {
+        let body = |data: Map<String, Value>| -> EntryBody {
             let mut body = self.body(
                 p,
                 record::resource(request_id),
                 (EVENT_EXECUTION, "verify", outcome, severity),
-                record::entry_data(data).map_err(internal)?,
+                data,
             );
             body.policy_decision = Some(if deviation { "deviation" } else { "matches" }.into());
-            Ok(body)
+            body
         };
-        let prepared = match self.ledger.prepare(body(&data)?) {
+        // What the ledger will hold: the report with secret-looking values redacted.
+        let mut recorded = record::entry_data(&data).map_err(internal)?;
+        let prepared = match self.ledger.prepare(body(recorded.clone())) {
             Ok(prepared) => prepared,
             Err(LedgerError::InvalidEntry { .. }) => {
                 // Too large for one entry: keep the first findings of each kind and the counts.
                 shrink(&mut data.report);
-                self.ledger.prepare(body(&data)?)?
+                recorded = record::entry_data(&data).map_err(internal)?;
+                self.ledger.prepare(body(recorded.clone()))?
             }
             Err(e) => return Err(e.into()),
         };
@@ -882,10 +885,7 @@ impl<S: Store> GateService<S> {
             .await?
             .pop()
             .ok_or_else(|| internal("an append returned no receipt"))?;
-        // What the ledger holds: the report with secret-looking values redacted.
-        let recorded =
-            ExecutionData::deserialize(Value::Object(record::entry_data(&data).map_err(internal)?))
-                .map_err(internal)?;
+        let recorded = ExecutionData::deserialize(Value::Object(recorded)).map_err(internal)?;
         Ok(ExecutionView {
             request_id: request_id.to_owned(),
             seq: receipt.seq,
