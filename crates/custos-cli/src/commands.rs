@@ -45,7 +45,7 @@ fn range_of(a: RangeArgs) -> anyhow::Result<Range> {
     })
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v).context("writing output")?;
     writeln!(out).context("writing output")?;

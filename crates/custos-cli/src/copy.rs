@@ -134,10 +134,7 @@ pub async fn run(
     dest.close().await.context("closing the destination")?;
     verified.context("verifying the copy in the destination")?;
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("encoding the report")?
-        );
+        crate::commands::print_json(&report)?;
     } else {
         println!(
             "copied {} entries ({} were there already) and {} checkpoints ({} were there already) in {:.1} s",

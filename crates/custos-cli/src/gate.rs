@@ -8,7 +8,7 @@ use custos_gate::policy::{SoftPolicyConfig, run_policy_tests};
 use custos_gate::token;
 use serde_json::json;
 
-use crate::commands::{bad, integrity, read_verifier};
+use crate::commands::{bad, integrity, print_json, read_verifier};
 
 /// Runs the Rego unit tests (`test_*` rules in `*_test.rego`) of the operator policies in
 /// `dir` against custos's built-in bundle. Exit 1 when a test fails or errs.
@@ -16,10 +16,7 @@ pub fn policy_test(dir: &Path, json_out: bool) -> anyhow::Result<()> {
     let report =
         run_policy_tests(dir, &SoftPolicyConfig::default()).map_err(|e| bad(e.to_string()))?;
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("encoding the report")?
-        );
+        print_json(&report)?;
     } else {
         println!("{report}");
     }
@@ -76,10 +73,7 @@ fn report_verdict<E: std::fmt::Display>(
     match verdict {
         Ok((json, human)) => {
             if json_out {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json).context("encoding")?
-                );
+                print_json(&json)?;
             } else {
                 println!("{human}");
             }
@@ -87,11 +81,7 @@ fn report_verdict<E: std::fmt::Display>(
         }
         Err(e) => {
             if json_out {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"valid": false, "reason": e.to_string()}))
-                        .context("encoding")?
-                );
+                print_json(&json!({"valid": false, "reason": e.to_string()}))?;
             }
             Err(integrity(format!("{what} NOT valid: {e}")))
         }

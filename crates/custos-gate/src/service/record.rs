@@ -210,10 +210,10 @@ pub struct RecordError {
 }
 
 /// An entry's `data` as `T`; the entry is consumed (its data moves, nothing is copied).
-fn read<T: serde::de::DeserializeOwned>(e: Entry) -> Result<T, RecordError> {
-    T::deserialize(Value::Object(e.data)).map_err(|err| RecordError {
+fn read<T: serde::de::DeserializeOwned>(e: &Entry) -> Result<T, RecordError> {
+    T::deserialize(&e.data).map_err(|err| RecordError {
         seq: e.seq,
-        event_type: e.event_type,
+        event_type: e.event_type.clone(),
         problem: err.to_string(),
     })
 }
@@ -231,7 +231,7 @@ impl ReviewState {
         let decision_entry = first.clone();
         let first_seq = first.seq;
         let mut state = ReviewState {
-            decision: read(decision_entry.clone())?,
+            decision: read(&decision_entry)?,
             decision_entry,
             parts: BTreeMap::new(),
             executions: Vec::new(),
@@ -265,7 +265,7 @@ impl ReviewState {
                     seq: e.seq,
                     ts: e.ts.clone(),
                     actor: e.actor.clone(),
-                    data: read(e)?,
+                    data: read(&e)?,
                 }),
                 t if t.starts_with("override_") => {
                     let event =
