@@ -48,6 +48,29 @@ pub struct BenchArgs {
     /// With --gate: reviews per plan.
     #[arg(long, default_value_t = 2000, requires = "gate")]
     pub rounds: usize,
+    /// Measure agent oversight at scale instead: registered agents heart-beating on schedule,
+    /// the enforcer passing every second (SPEC §5; the target is 10 000 agents every 5 s).
+    #[arg(long, conflicts_with_all = ["http", "postgres", "gate", "anomaly"])]
+    pub oversight: bool,
+    /// With --oversight: registered agents.
+    #[arg(long, default_value_t = 10_000, requires = "oversight")]
+    pub agents: usize,
+    /// With --oversight: each agent's reporting interval, seconds.
+    #[arg(long, default_value_t = 5, requires = "oversight")]
+    pub interval: u64,
+    /// With --oversight: how long to drive the load, seconds.
+    #[arg(long, default_value_t = 60, requires = "oversight")]
+    pub duration: u64,
+    /// With --oversight: tenants the agents are spread over.
+    #[arg(long, default_value_t = 1, requires = "oversight")]
+    pub tenants: usize,
+    /// Evaluate behavioural anomaly detection instead: precision and recall on seeded
+    /// synthetic agent traffic with injected misbehaviour (SPEC §5.3).
+    #[arg(long, conflicts_with_all = ["http", "postgres", "gate"])]
+    pub anomaly: bool,
+    /// With --anomaly: the generator's seed.
+    #[arg(long, default_value_t = 1, requires = "anomaly")]
+    pub seed: u64,
     /// With --url: an API key of that server that may append.
     #[arg(long, env = "CUSTOS_BENCH_KEY", requires = "url")]
     pub key: Option<String>,
@@ -190,6 +213,35 @@ async fn drive<S: Store>(
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
+    if args.oversight {
+        let opts = crate::bench_oversight::OversightBenchOptions {
+            agents: args.agents,
+            interval_secs: args.interval,
+            duration_secs: args.duration,
+            tenants: args.tenants,
+            dir: args.dir,
+            keep: args.keep,
+            ..Default::default()
+        };
+        return crate::bench_oversight::run(&opts, json_out)
+            .await
+            .map(|_| ());
+    }
+    if args.anomaly {
+        let config = custos_oversight::anomaly::EvalConfig::default();
+        let report = tokio::task::spawn_blocking(move || {
+            custos_oversight::anomaly::evaluate(args.seed, &config)
+        })
+        .await
+        .context("the evaluation task")?
+        .map_err(|e| anyhow::anyhow!("anomaly evaluation: {e}"))?;
+        if json_out {
+            crate::commands::print_json(&report)?;
+        } else {
+            println!("{report}");
+        }
+        return Ok(());
+    }
     if args.gate {
         return crate::bench_gate::run(&args.plans, args.rounds.max(1), args.dir, json_out).await;
     }

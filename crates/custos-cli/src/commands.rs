@@ -303,6 +303,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench(args) => crate::bench::run(args, json_out).await?,
         Command::Demo => demo(&dir).await?,
+        Command::Agents { command } => crate::agents::agents(&dir, command, json_out).await?,
+        Command::Rebuild => crate::agents::rebuild(&dir, json_out).await?,
     }
     Ok(())
 }
@@ -743,6 +745,8 @@ async fn serve_ledger<S: Store>(
             drain: std::time::Duration::from_secs(config.drain_secs),
             mirror,
             gate: Some(gate_setup(&config.gate)?),
+            oversight: config.oversight.service_config(),
+            alerts: Some(config.alerts.clone().with_data_dir(&config.data_dir)),
         },
         shutdown,
     )

@@ -27,6 +27,25 @@
 //! cert = "/etc/custos/tls.crt"     # CUSTOS_TLS_CERT (PEM chain)
 //! key = "/etc/custos/tls.key"      # CUSTOS_TLS_KEY (PEM: PKCS#8, PKCS#1 or SEC1)
 //!
+//! [oversight]                      # agent oversight (SPEC §5)
+//! monitor_interval_secs = 60       # CUSTOS_MONITOR_INTERVAL_SECS: enforcer pass period
+//! [oversight.defaults]             # tenants' defaults; each tenant may change its own
+//! stale_after_secs = 600
+//! anomaly_threshold = 0.7
+//! default_reporting_interval_secs = 300
+//! [oversight.defaults.reporting]
+//! warn_after = 3
+//! suspend_after = 5
+//! non_compliant_after = 10
+//! grace_intervals = 2
+//!
+//! [alerts]                         # webhooks (docs/alerts.md); none: no dispatcher runs
+//! [[alerts.webhooks]]
+//! name = "oncall"
+//! kind = "pagerduty"               # generic, slack or pagerduty
+//! url = "https://events.pagerduty.com/v2/enqueue"
+//! routing_key = "…"
+//!
 //! [mirror]                         # optional; keeps the signed JSON Lines mirror current
 //! dir = "/var/lib/custos/mirror"   # CUSTOS_MIRROR_DIR
 //! key_file = "/etc/custos/mirror.key" # CUSTOS_MIRROR_KEY_FILE
@@ -67,6 +86,10 @@ pub struct Config {
     pub mirror: Option<Mirror>,
     /// The plan gate.
     pub gate: Gate,
+    /// Agent oversight.
+    pub oversight: Oversight,
+    /// Alert webhooks.
+    pub alerts: custos_alerts::AlertsConfig,
 }
 
 impl Default for Config {
@@ -83,6 +106,8 @@ impl Default for Config {
             tls: None,
             mirror: None,
             gate: Gate::default(),
+            oversight: Oversight::default(),
+            alerts: custos_alerts::AlertsConfig::default(),
         }
     }
 }
@@ -238,6 +263,51 @@ impl Default for Gate {
     }
 }
 
+/// `[oversight]`: agent oversight (SPEC §5). `[oversight.defaults]` holds the settings of
+/// tenants that never changed theirs (`reporting`, `performance`, `score`, `stale_after_secs`,
+/// `anomaly_threshold`, `default_reporting_interval_secs`); `[oversight.anomaly]` the
+/// detector's windows and bounds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Oversight {
+    /// How often the enforcer looks at every agent, seconds (SPEC: 60).
+    pub monitor_interval_secs: u64,
+    /// Most agents one tenant may register.
+    pub max_agents_per_tenant: usize,
+    /// Latest ledger entries replayed into the anomaly baselines on start.
+    pub baseline_replay_entries: u64,
+    /// Tenants' default settings.
+    pub defaults: custos_oversight::registry::Settings,
+    /// The anomaly detector.
+    pub anomaly: custos_oversight::anomaly::AnomalyConfig,
+}
+
+impl Default for Oversight {
+    fn default() -> Self {
+        let d = custos_oversight::service::OversightConfig::default();
+        Oversight {
+            monitor_interval_secs: d.monitor_interval_secs,
+            max_agents_per_tenant: d.max_agents_per_tenant,
+            baseline_replay_entries: d.baseline_replay_entries,
+            defaults: d.defaults,
+            anomaly: d.anomaly,
+        }
+    }
+}
+
+impl Oversight {
+    /// The service's configuration.
+    pub fn service_config(&self) -> custos_oversight::service::OversightConfig {
+        custos_oversight::service::OversightConfig {
+            defaults: self.defaults.clone(),
+            monitor_interval_secs: self.monitor_interval_secs,
+            max_agents_per_tenant: self.max_agents_per_tenant,
+            anomaly: self.anomaly.clone(),
+            baseline_replay_entries: self.baseline_replay_entries,
+        }
+    }
+}
+
 /// `[gate.llm]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -288,6 +358,11 @@ const ENV: &[(&str, &[&str], Kind)] = &[
         Kind::Integer,
     ),
     ("CUSTOS_DRAIN_SECS", &["drain_secs"], Kind::Integer),
+    (
+        "CUSTOS_MONITOR_INTERVAL_SECS",
+        &["oversight", "monitor_interval_secs"],
+        Kind::Integer,
+    ),
     (
         "CUSTOS_MAX_BODY_BYTES",
         &["limits", "max_body_bytes"],
@@ -389,6 +464,13 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        self.oversight
+            .service_config()
+            .validate()
+            .map_err(|e| anyhow!("[oversight]: {e}"))?;
+        self.alerts
+            .validate()
+            .map_err(|e| anyhow!("[alerts]: {e}"))?;
         if self.store == StoreKind::Postgres && self.postgres.is_none() {
             return Err(anyhow!(
                 "store = \"postgres\" needs [postgres] url (or CUSTOS_POSTGRES_URL)"

@@ -4,9 +4,11 @@
 //! Exit codes: 0 success; 1 verification failed (the data is not intact); 2 bad input or
 //! usage; 3 not found; 4 overloaded, retry later; 5 storage or other failure.
 
+mod agents;
 mod bench;
 mod bench_gate;
 mod bench_http;
+mod bench_oversight;
 mod commands;
 mod config;
 mod copy;
@@ -179,7 +181,16 @@ pub enum Command {
         #[command(subcommand)]
         command: MirrorCommand,
     },
-    /// Measure appends, verification, proofs, queries and memory on a fresh data directory.
+    /// The agent registry (SPEC §5.1), rebuilt from the data directory's ledger.
+    Agents {
+        #[command(subcommand)]
+        command: agents::AgentsCommand,
+    },
+    /// Rebuild the projections (the agent registry, its requests and settings) from the ledger
+    /// alone and print what they hold.
+    Rebuild,
+    /// Measure appends, verification, proofs, queries and memory on a fresh data directory;
+    /// or, with --gate, --oversight or --anomaly, those services.
     Bench(bench::BenchArgs),
     /// Quick start: init if needed, append a few entries, prove one, check the proof offline
     /// and verify the whole ledger.

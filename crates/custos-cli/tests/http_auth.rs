@@ -292,6 +292,27 @@ fn tenant_isolation_holds_on_every_endpoint() {
         .as_str()
         .expect("token")
         .to_owned();
+    // An agent of acme's, suspended so that a request for admins exists.
+    let r = post(
+        a,
+        "/v1/agents",
+        &acme_admin,
+        &json!({"id": "acme-bot", "owner": "ACME-PRIVATE-owner", "capabilities": ["crm.search"]}),
+    );
+    expect(&r, 201, "acme agent");
+    let r = post(
+        a,
+        "/v1/agents/acme-bot/suspension",
+        &acme_admin,
+        &json!({"reason": "ACME-PRIVATE-investigation"}),
+    );
+    expect(&r, 200, "acme suspension");
+    let r = http(a, "GET", "/v1/oversight/requests", Some(&acme_admin), None);
+    expect(&r, 200, "acme requests");
+    let acme_request = r.json()["items"][0]["id"]
+        .as_str()
+        .expect("request id")
+        .to_owned();
     let size = tree_size(a);
     let acme_seq = acme_seqs[0];
     let acme_id = &acme_ids[0];
@@ -311,6 +332,7 @@ fn tenant_isolation_holds_on_every_endpoint() {
     .collect();
     needles.extend(acme_ids.iter().cloned());
     needles.push(acme_admin_id.clone());
+    needles.push(acme_request.clone());
     needles.push(key_id(&acme_auditor));
 
     let filters = [
@@ -484,6 +506,69 @@ fn tenant_isolation_holds_on_every_endpoint() {
         .body(&json!({"result": plan, "approval_token": Value::Null})),
         row(("POST", "/verify-execution"), "/verify-execution", 201)
             .body(&json!({"request_id": "req-iso-acme", "result": plan})),
+        // Oversight: acme's agent and its request do not exist for globex; globex's own
+        // registry shows nothing of acme's.
+        row(("GET", "/v1/agents/{id}"), "/v1/agents/acme-bot", 404),
+        row(("GET", "/v1/agents"), "/v1/agents", 200),
+        row(("GET", "/v1/agents"), "/v1/agents?status=suspended", 200),
+        row(("POST", "/v1/agents"), "/v1/agents", 201)
+            .body(&json!({"id": "globex-bot", "owner": "globex"})),
+        row(("PATCH", "/v1/agents/{id}"), "/v1/agents/acme-bot", 404)
+            .body(&json!({"owner": "mallory"})),
+        row(("DELETE", "/v1/agents/{id}"), "/v1/agents/acme-bot", 404),
+        row(
+            ("POST", "/v1/agents/{id}/heartbeat"),
+            "/v1/agents/acme-bot/heartbeat",
+            404,
+        )
+        .body(&json!({"status": "healthy"})),
+        row(
+            ("POST", "/agents/{id}/heartbeat"),
+            "/agents/acme-bot/heartbeat",
+            404,
+        )
+        .body(&json!({"status": "healthy"})),
+        row(
+            ("GET", "/v1/agents/{id}/history"),
+            "/v1/agents/acme-bot/history",
+            404,
+        ),
+        row(
+            ("GET", "/v1/agents/{id}/warnings"),
+            "/v1/agents/acme-bot/warnings",
+            404,
+        ),
+        row(
+            ("POST", "/v1/agents/{id}/suspension"),
+            "/v1/agents/acme-bot/suspension",
+            404,
+        )
+        .body(&json!({"reason": "r"})),
+        row(
+            ("PUT", "/v1/agents/{id}/exemption"),
+            "/v1/agents/acme-bot/exemption",
+            404,
+        )
+        .body(&json!({"reason": "r", "expires_at": "2100-01-01T00:00:00Z"})),
+        row(
+            ("DELETE", "/v1/agents/{id}/exemption"),
+            "/v1/agents/acme-bot/exemption",
+            404,
+        ),
+        row(("GET", "/v1/oversight/requests"), "/v1/oversight/requests", 200),
+        row(
+            ("POST", "/v1/oversight/requests/{id}/approval"),
+            format!("/v1/oversight/requests/{acme_request}/approval"),
+            404,
+        ),
+        row(
+            ("POST", "/v1/oversight/requests/{id}/denial"),
+            format!("/v1/oversight/requests/{acme_request}/denial"),
+            404,
+        ),
+        row(("GET", "/v1/oversight/settings"), "/v1/oversight/settings", 200),
+        row(("PUT", "/v1/oversight/settings"), "/v1/oversight/settings", 200)
+            .body(&json!({"stale_after_secs": 900})),
     ];
     for f in filters {
         rows.push(

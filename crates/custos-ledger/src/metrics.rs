@@ -72,6 +72,14 @@ fn count(into: &mut Vec<((String, Severity), u64)>, name: &str, severity: Severi
 /// The event type of security events.
 pub const SECURITY_EVENT: &str = "security_event";
 
+/// Other event types counted as security events, by their event type: what agent oversight
+/// finds (SPEC §5.3).
+pub const SECURITY_EVENT_TYPES: [&str; 3] = [
+    "rogue_detection",
+    "capability_violation",
+    "threshold_violation",
+];
+
 impl Tally {
     /// Counts `bodies`.
     pub fn of(bodies: &[EntryBody]) -> Tally {
@@ -81,6 +89,8 @@ impl Tally {
             count(&mut t.events, &b.event_type, b.severity);
             if b.event_type == SECURITY_EVENT {
                 count(&mut t.security, &b.action, b.severity);
+            } else if SECURITY_EVENT_TYPES.contains(&b.event_type.as_str()) {
+                count(&mut t.security, &b.event_type, b.severity);
             }
         }
         t

@@ -31,13 +31,13 @@ use tokio::sync::RwLock;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{self, Caller, FailureLog};
-use crate::gate_http;
 use crate::keys::{ApiKey, KeyError, KeyRegistry, Role};
 use crate::openapi::{
     self, BadRequest, Conflict, Forbidden, Internal, NotFound, PayloadTooLarge, Unauthenticated,
     Unavailable, Unprocessable,
 };
 use crate::signing::{NonceError, NonceStore, SignatureError, SignatureHeaders};
+use crate::{gate_http, oversight_http};
 
 /// Largest request body: a full batch of 10 000 entries of a few KiB each.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -52,9 +52,11 @@ pub const RESERVED_EVENT_TYPES: [&str; 3] = [
 
 /// Every service's reserved event types: what its projections are folded from, so no client
 /// may append them. A domain service adds its list here.
-const RESERVED_BY_SERVICE: [&[&str]; 2] = [
+const RESERVED_BY_SERVICE: [&[&str]; 4] = [
     &RESERVED_EVENT_TYPES,
     &custos_gate::service::record::RESERVED_EVENT_TYPES,
+    &custos_oversight::registry::RESERVED_EVENT_TYPES,
+    &custos_alerts::RESERVED_EVENT_TYPES,
 ];
 
 /// Whether only custos itself may write entries of `event_type`.
@@ -80,6 +82,8 @@ pub struct AppState<S: Store> {
     pub max_index_lag: u64,
     /// The plan gate (SPEC §4).
     pub gate: Arc<custos_gate::service::GateService<S>>,
+    /// Agent oversight (SPEC §5).
+    pub oversight: Arc<custos_oversight::service::OversightService<S>>,
 }
 
 /// Default of [`AppState::max_index_lag`]: a few seconds of appends at full speed.
@@ -1598,6 +1602,79 @@ fn routes<S: Store>() -> Routes<S> {
             M::POST,
             "/v1/approver-keys",
             gate_http::register_approver_key::<S>,
+        )
+        .add(M::POST, "/v1/agents", oversight_http::register_agent::<S>)
+        .add(M::GET, "/v1/agents", oversight_http::list_agents::<S>)
+        .add(M::GET, "/v1/agents/{id}", oversight_http::get_agent::<S>)
+        .add(
+            M::PATCH,
+            "/v1/agents/{id}",
+            oversight_http::update_agent::<S>,
+        )
+        .add(
+            M::DELETE,
+            "/v1/agents/{id}",
+            oversight_http::delete_agent::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/agents/{id}/heartbeat",
+            oversight_http::agent_heartbeat::<S>,
+        )
+        .add(
+            M::GET,
+            "/v1/agents/{id}/history",
+            oversight_http::agent_history::<S>,
+        )
+        .add(
+            M::GET,
+            "/v1/agents/{id}/warnings",
+            oversight_http::agent_warnings::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/agents/{id}/suspension",
+            oversight_http::suspend_agent::<S>,
+        )
+        .add(
+            M::PUT,
+            "/v1/agents/{id}/exemption",
+            oversight_http::grant_exemption::<S>,
+        )
+        .add(
+            M::DELETE,
+            "/v1/agents/{id}/exemption",
+            oversight_http::revoke_exemption::<S>,
+        )
+        .add(
+            M::GET,
+            "/v1/oversight/requests",
+            oversight_http::list_requests::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/oversight/requests/{id}/approval",
+            oversight_http::approve_request::<S>,
+        )
+        .add(
+            M::POST,
+            "/v1/oversight/requests/{id}/denial",
+            oversight_http::deny_request::<S>,
+        )
+        .add(
+            M::GET,
+            "/v1/oversight/settings",
+            oversight_http::get_settings::<S>,
+        )
+        .add(
+            M::PUT,
+            "/v1/oversight/settings",
+            oversight_http::put_settings::<S>,
+        )
+        .add(
+            M::POST,
+            "/agents/{id}/heartbeat",
+            oversight_http::compat_heartbeat::<S>,
         )
         .add(M::POST, "/verify-plan", gate_http::verify_plan::<S>)
         .add(

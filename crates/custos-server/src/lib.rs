@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod oversight_http;
 pub mod signing;
 
 use std::net::SocketAddr;
@@ -44,6 +45,10 @@ pub struct ServeOptions {
     /// The plan gate's policies, LLM verifier and settings; `None`: the built-in policies
     /// alone, no LLM, the SPEC's defaults.
     pub gate: Option<GateSetup>,
+    /// Agent oversight settings (SPEC §5).
+    pub oversight: custos_oversight::service::OversightConfig,
+    /// Alert webhooks (SPEC §7); no dispatcher runs when none is configured.
+    pub alerts: Option<custos_alerts::AlertsConfig>,
 }
 
 /// What the plan gate runs with.
@@ -79,6 +84,8 @@ impl Default for ServeOptions {
             drain: Duration::from_secs(30),
             mirror: None,
             gate: None,
+            oversight: custos_oversight::service::OversightConfig::default(),
+            alerts: None,
         }
     }
 }
@@ -160,7 +167,35 @@ pub async fn serve<S: Store>(
         gate.config,
         custos_store::system_clock(),
     ));
+    let oversight = {
+        let ledger = ledger.clone();
+        let config = options.oversight;
+        tokio::task::spawn_blocking(move || {
+            custos_oversight::service::OversightService::open(
+                ledger,
+                config,
+                custos_store::system_clock(),
+            )
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| std::io::Error::other(format!("opening agent oversight: {e}")))?
+    };
+    let oversight = Arc::new(oversight);
+    gate.set_agent_standing(Arc::new(Standing(Arc::downgrade(&oversight))));
+    let (stop_oversight, oversight_stopped) = tokio::sync::watch::channel(false);
+    let enforcer = tokio::spawn(oversight.clone().run_enforcer(oversight_stopped.clone()));
+    let watcher = tokio::spawn(oversight.clone().run_watcher(oversight_stopped.clone()));
+    let dispatcher = match options.alerts {
+        Some(config) if !config.webhooks.is_empty() => {
+            let d = custos_alerts::Dispatcher::open(ledger.clone(), config)
+                .map_err(|e| std::io::Error::other(format!("opening the alert outbox: {e}")))?;
+            Some(tokio::spawn(d.run(oversight_stopped)))
+        }
+        _ => None,
+    };
     let state = Arc::new(http::AppState {
+        oversight: oversight.clone(),
         gate,
         ledger: ledger.clone(),
         keys: tokio::sync::RwLock::new(keys),
@@ -170,7 +205,23 @@ pub async fn serve<S: Store>(
         max_index_lag: options.max_index_lag,
     });
     let follower = shared.then(|| tokio::spawn(follow_keys(state.clone(), follower_stopped)));
-    let ops = Arc::new(ops::Ops::new(ledger.clone()));
+    let counted = Arc::downgrade(&oversight);
+    let ops = Arc::new(
+        ops::Ops::new(ledger.clone()).with_agent_counts(Box::new(move || {
+            let Some(o) = counted.upgrade() else {
+                return (Vec::new(), Vec::new());
+            };
+            let (a, r) = o.counts();
+            (
+                a.into_iter()
+                    .map(|(s, n)| (s.as_str().to_owned(), n))
+                    .collect(),
+                r.into_iter()
+                    .map(|(s, n)| (s.as_str().to_owned(), n))
+                    .collect(),
+            )
+        })),
+    );
     let app = ops::instrument(http::router(state), ops)
         .into_make_service_with_connect_info::<SocketAddr>();
     // Stop accepting on `shutdown`, then give in-flight requests `drain` to finish.
@@ -212,6 +263,19 @@ pub async fn serve<S: Store>(
     {
         tracing::error!(error = %e, "the key follower failed");
     }
+    let _ = stop_oversight.send(true);
+    for (name, task) in [("enforcer", enforcer), ("watcher", watcher)] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, task = name, "an oversight task failed");
+        }
+    }
+    if let Some(d) = dispatcher {
+        match d.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the alert dispatcher failed"),
+            Err(e) => tracing::error!(error = %e, "the alert dispatcher task failed"),
+        }
+    }
     let _ = stop_checkpointer.send(true);
     if let Err(e) = checkpointer.await {
         tracing::error!(error = %e, "the checkpointer failed");
@@ -227,6 +291,16 @@ pub async fn serve<S: Store>(
         tracing::error!(error = %e, "closing the store failed");
     }
     result
+}
+
+/// The gate asks oversight whether an agent may have plans reviewed (SPEC §5.2: a suspended
+/// agent's operations are halted).
+struct Standing<S: Store>(std::sync::Weak<custos_oversight::service::OversightService<S>>);
+
+impl<S: Store> custos_gate::service::AgentStanding for Standing<S> {
+    fn refusal(&self, tenant: &str, agent: &str) -> Option<String> {
+        self.0.upgrade()?.halted(tenant, agent)
+    }
 }
 
 /// Keeps the key registry of a node on a shared store current: every

@@ -29,7 +29,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use crate::{gate_http, http};
+use crate::{gate_http, http, oversight_http};
 
 /// Name of the security scheme: an API key sent as a bearer token.
 pub const SECURITY_SCHEME: &str = "apiKey";
@@ -92,6 +92,23 @@ pub fn json() -> Bytes {
         gate_http::verify_plan,
         gate_http::verify_execution,
         gate_http::health,
+        oversight_http::register_agent,
+        oversight_http::list_agents,
+        oversight_http::get_agent,
+        oversight_http::update_agent,
+        oversight_http::delete_agent,
+        oversight_http::agent_heartbeat,
+        oversight_http::agent_history,
+        oversight_http::agent_warnings,
+        oversight_http::suspend_agent,
+        oversight_http::grant_exemption,
+        oversight_http::revoke_exemption,
+        oversight_http::list_requests,
+        oversight_http::approve_request,
+        oversight_http::deny_request,
+        oversight_http::get_settings,
+        oversight_http::put_settings,
+        oversight_http::compat_heartbeat,
     ),
     components(
         schemas(http::ProblemBody, Order, ExportFormat, EntryKey, Outcome, Severity),
@@ -114,6 +131,7 @@ pub fn json() -> Bytes {
         (name = "keys", description = "API keys (admin keys only)"),
         (name = "service", description = "Health, readiness, metrics and this document"),
         (name = "gate", description = "The plan gate: reviews, approval tokens, execution verification, overrides (SPEC §4)"),
+        (name = "oversight", description = "Agent oversight: registry, heartbeats, enforcement, admin decisions (SPEC §5)"),
         (name = "compatibility", description = "The documented routes of the system custos replaces (SPEC §9)"),
     )
 )]

@@ -49,9 +49,21 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
 }
 
+/// Labels of the oversight gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+/// Agents by status and by reporting status, read at each scrape.
+pub type AgentCounts = Box<dyn Fn() -> (Vec<(String, u64)>, Vec<(String, u64)>) + Send + Sync>;
+
 /// Metrics of the server and its ledger.
 pub struct Ops<S: Store> {
     ledger: Arc<Ledger<S>>,
+    agent_counts: Option<AgentCounts>,
+    agents: Family<StatusLabels, Gauge>,
+    reporting: Family<StatusLabels, Gauge>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -68,6 +80,9 @@ impl<S: Store> Ops<S> {
         ledger.metrics().register(&mut registry);
         let ops = Ops {
             ledger,
+            agent_counts: None,
+            agents: Family::default(),
+            reporting: Family::default(),
             registry,
             requests: Family::default(),
             seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
@@ -103,6 +118,16 @@ impl<S: Store> Ops<S> {
             ops.indexed.clone(),
         );
         registry.register(
+            "custos_agents",
+            "Registered agents by status",
+            ops.agents.clone(),
+        );
+        registry.register(
+            "custos_reporting_status",
+            "Agents (not deleted) by reporting status",
+            ops.reporting.clone(),
+        );
+        registry.register(
             "custos_up",
             "1 while the server runs and its store accepts appends",
             ops.up.clone(),
@@ -110,8 +135,24 @@ impl<S: Store> Ops<S> {
         Ops { registry, ..ops }
     }
 
+    /// Reads agent counts from `counts` at each scrape.
+    pub fn with_agent_counts(mut self, counts: AgentCounts) -> Self {
+        self.agent_counts = Some(counts);
+        self
+    }
+
     /// The exposition text (OpenMetrics).
     pub fn render(&self) -> Result<String, std::fmt::Error> {
+        if let Some(counts) = &self.agent_counts {
+            let (by_status, by_reporting) = counts();
+            for (family, values) in [(&self.agents, by_status), (&self.reporting, by_reporting)] {
+                for (status, n) in values {
+                    family
+                        .get_or_create(&StatusLabels { status })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+        }
         match self.ledger.store().health() {
             Ok(h) => {
                 self.entries.set(i64::try_from(h.size).unwrap_or(i64::MAX));
