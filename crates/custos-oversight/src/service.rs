@@ -889,6 +889,24 @@ impl<S: Store> OversightService<S> {
         self.get(tenant, id)
     }
 
+    /// One admin change to a live agent: under the agent's lock, `build` adds the entries (or
+    /// refuses); they are recorded, and the agent is answered as it stands after.
+    async fn admin_change(
+        &self,
+        actor: &str,
+        tenant: &str,
+        id: &str,
+        build: impl FnOnce(&Agent, &mut Steps, &Registry) -> Result<()>,
+    ) -> Result<AgentView> {
+        let _guard = self.shards[shard_of(tenant, id)].lock().await;
+        let agent = self.live_agent(tenant, id)?;
+        let requests = self.read().clone_requests_of(tenant, id);
+        let mut steps = Steps::new(&agent, actor, &at(self.now()));
+        build(&agent, &mut steps, &requests)?;
+        self.record(steps.bodies, false).await?;
+        self.get(tenant, id)
+    }
+
     /// Deletes an agent (an admin's decision; its history stays in the ledger).
     pub async fn delete(
         &self,
@@ -898,20 +916,18 @@ impl<S: Store> OversightService<S> {
         reason: &str,
     ) -> Result<AgentView> {
         check_name("reason", reason, MAX_TEXT_BYTES)?;
-        let _guard = self.shards[shard_of(tenant, id)].lock().await;
-        let agent = self.live_agent(tenant, id)?;
-        let stamp = at(self.now());
-        let mut steps = Steps::new(&agent, actor, &stamp);
-        steps.change(
-            registry::EVENT_DELETED,
-            "delete",
-            Outcome::Success,
-            Severity::Medium,
-            obj([("reason", json!(reason))]),
-            |a| a.status = AgentStatus::Deleted,
-        );
-        self.record(steps.bodies, false).await?;
-        self.get(tenant, id)
+        self.admin_change(actor, tenant, id, |_, steps, _| {
+            steps.change(
+                registry::EVENT_DELETED,
+                "delete",
+                Outcome::Success,
+                Severity::Medium,
+                obj([("reason", json!(reason))]),
+                |a| a.status = AgentStatus::Deleted,
+            );
+            Ok(())
+        })
+        .await
     }
 
     /// Records a report from agent `id` (SPEC §5.2): the missed count and reporting status
@@ -1022,49 +1038,46 @@ impl<S: Store> OversightService<S> {
         id: &str,
         grant: ExemptionGrant,
     ) -> Result<AgentView> {
-        let now = self.now();
-        let exemption = self.exemption(actor, &grant, now)?;
-        let _guard = self.shards[shard_of(tenant, id)].lock().await;
-        let agent = self.live_agent(tenant, id)?;
-        let mut steps = Steps::new(&agent, actor, &at(now));
-        steps.change(
-            registry::EVENT_EXEMPTION_GRANTED,
-            "grant",
-            Outcome::Success,
-            Severity::Low,
-            Map::new(),
-            |a| a.exemption = Some(exemption),
-        );
-        self.record(steps.bodies, false).await?;
-        self.get(tenant, id)
+        let exemption = self.exemption(actor, &grant, self.now())?;
+        self.admin_change(actor, tenant, id, |_, steps, _| {
+            steps.change(
+                registry::EVENT_EXEMPTION_GRANTED,
+                "grant",
+                Outcome::Success,
+                Severity::Low,
+                Map::new(),
+                |a| a.exemption = Some(exemption),
+            );
+            Ok(())
+        })
+        .await
     }
 
     /// Revokes an agent's exemption; its reports are counted from now.
     pub async fn revoke_exemption(&self, actor: &str, tenant: &str, id: &str) -> Result<AgentView> {
-        let _guard = self.shards[shard_of(tenant, id)].lock().await;
-        let agent = self.live_agent(tenant, id)?;
-        if agent.exemption.is_none() {
-            return Err(conflict(
-                "not-exempt",
-                format!("agent `{id}` has no exemption"),
-            ));
-        }
-        let stamp = at(self.now());
-        let mut steps = Steps::new(&agent, actor, &stamp);
-        steps.change(
-            registry::EVENT_EXEMPTION_REVOKED,
-            "revoke",
-            Outcome::Success,
-            Severity::Low,
-            Map::new(),
-            |a| {
-                a.exemption = None;
-                a.reporting_since = stamp.clone();
-                a.missed_reports = 0;
-            },
-        );
-        self.record(steps.bodies, false).await?;
-        self.get(tenant, id)
+        self.admin_change(actor, tenant, id, |agent, steps, _| {
+            if agent.exemption.is_none() {
+                return Err(conflict(
+                    "not-exempt",
+                    format!("agent `{id}` has no exemption"),
+                ));
+            }
+            let stamp = steps.at.clone();
+            steps.change(
+                registry::EVENT_EXEMPTION_REVOKED,
+                "revoke",
+                Outcome::Success,
+                Severity::Low,
+                Map::new(),
+                |a| {
+                    a.exemption = None;
+                    a.reporting_since = stamp;
+                    a.missed_reports = 0;
+                },
+            );
+            Ok(())
+        })
+        .await
     }
 
     /// Suspends an agent by an admin's decision (overriding the automatic actions); files the
@@ -1077,20 +1090,17 @@ impl<S: Store> OversightService<S> {
         reason: &str,
     ) -> Result<AgentView> {
         check_name("reason", reason, MAX_TEXT_BYTES)?;
-        let _guard = self.shards[shard_of(tenant, id)].lock().await;
-        let agent = self.live_agent(tenant, id)?;
-        if agent.status.halted() {
-            return Err(conflict(
-                "already-halted",
-                format!("agent `{id}` is already {}", agent.status.as_str()),
-            ));
-        }
-        let stamp = at(self.now());
-        let registry = self.read().clone_requests_of(tenant, id);
-        let mut steps = Steps::new(&agent, actor, &stamp);
-        steps.suspend(&registry, "admin", reason, |_| {});
-        self.record(steps.bodies, false).await?;
-        self.get(tenant, id)
+        self.admin_change(actor, tenant, id, |agent, steps, requests| {
+            if agent.status.halted() {
+                return Err(conflict(
+                    "already-halted",
+                    format!("agent `{id}` is already {}", agent.status.as_str()),
+                ));
+            }
+            steps.suspend(requests, "admin", reason, |_| {});
+            Ok(())
+        })
+        .await
     }
 
     /// An admin's decision on request `request_id` (SPEC §5.4): approving an unsuspend

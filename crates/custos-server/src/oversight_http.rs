@@ -135,22 +135,22 @@ pub struct AgentBody {
     #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s/]+$")]
     pub id: String,
     /// Display name (default: the id).
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub name: Option<String>,
     /// Who is responsible for it.
     #[schema(min_length = 1, max_length = 256)]
     pub owner: String,
     /// What it is for.
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub description: Option<String>,
     /// The tools it may use (anything else it uses is a capability violation).
     #[serde(default)]
     pub capabilities: Vec<String>,
     /// How often it must report, seconds (1 s to 7 d; default the tenant's, 300).
-    #[schema(nullable = false, minimum = 1, maximum = 604800)]
+    #[schema(nullable = true, minimum = 1, maximum = 604800)]
     pub reporting_interval_secs: Option<u64>,
     /// An exemption from reporting from the start.
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub exemption: Option<ExemptionBody>,
 }
 
@@ -158,19 +158,19 @@ pub struct AgentBody {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AgentPatchBody {
     /// New display name.
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub name: Option<String>,
     /// New owner.
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub owner: Option<String>,
     /// New description.
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub description: Option<String>,
     /// The new full list of tools.
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub capabilities: Option<Vec<String>>,
     /// New reporting interval, seconds.
-    #[schema(nullable = false, minimum = 1, maximum = 604800)]
+    #[schema(nullable = true, minimum = 1, maximum = 604800)]
     pub reporting_interval_secs: Option<u64>,
 }
 
@@ -189,15 +189,15 @@ pub struct ExemptionBody {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct HeartbeatBody {
     /// When the agent reported (RFC 3339).
-    #[schema(nullable = false, format = DateTime)]
+    #[schema(nullable = true, format = DateTime)]
     pub timestamp: Option<String>,
     /// The agent's word for its state (`healthy`, `degraded`, …; at most 64 bytes).
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub status: Option<String>,
     /// Numbers ≥ 0: `cpu_usage`, `memory_usage` (percent), `response_time_ms`, `error_rate`
     /// (percent), `tasks_processed`, and any other (at most 64).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, nullable = true)]
     pub metrics: Option<Value>,
 }
 
@@ -214,7 +214,7 @@ pub struct ReasonBody {
 pub struct DecisionBody {
     /// A note for the record.
     #[serde(default)]
-    #[schema(nullable = false)]
+    #[schema(nullable = true)]
     pub note: Option<String>,
 }
 
