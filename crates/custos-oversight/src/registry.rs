@@ -58,7 +58,7 @@ pub const EVENT_ROGUE: &str = "rogue_detection";
 /// An agent used a tool it never declared.
 pub const EVENT_CAPABILITY_VIOLATION: &str = "capability_violation";
 /// A tenant's oversight settings changed.
-pub const EVENT_SETTINGS: &str = "settings_changed";
+pub const EVENT_SETTINGS: &str = "oversight_settings_changed";
 
 /// Every event type the registry is folded from, so only custos may write them.
 pub const RESERVED_EVENT_TYPES: [&str; 19] = [
@@ -194,8 +194,11 @@ pub struct AnomalyNote {
     pub score: f64,
     /// When it was flagged (RFC 3339).
     pub at: String,
-    /// The ledger entry that records it.
-    pub seq: u64,
+    /// Start of the flagged window (RFC 3339): a window is recorded once.
+    pub window_start: String,
+    /// The `rogue_detection` entry that records it (set by the fold from the entry itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// One registered agent, as the registry knows it.
@@ -595,6 +598,11 @@ impl Registry {
         }
         agent.version = fact.seq;
         agent.updated_at = at.clone();
+        if fact.event_type == EVENT_ROGUE
+            && let Some(note) = agent.last_anomaly.as_mut()
+        {
+            note.seq = Some(fact.seq);
+        }
         self.apply_request(fact, &id, &at).map_err(fail)
     }
 

@@ -1356,13 +1356,6 @@ impl<S: Store> OversightService<S> {
                         ));
                     }
                 }
-                for found in detector.tick(self.now()) {
-                    findings.push((
-                        found.tenant.clone(),
-                        found.agent.clone(),
-                        Finding::Window(found, to.saturating_sub(1)),
-                    ));
-                }
             }
             for (tenant, agent, finding) in findings {
                 match self.record_finding(&tenant, &agent, finding).await? {
@@ -1373,6 +1366,22 @@ impl<S: Store> OversightService<S> {
             }
             from = to;
             self.watched.store(from, Ordering::SeqCst);
+        }
+        // Windows of agents that went quiet close on the clock, not on a next entry.
+        let closed = {
+            let mut detector = self.detector.lock().unwrap_or_else(|e| e.into_inner());
+            detector.tick(self.now())
+        };
+        for found in closed {
+            let (tenant, agent) = (found.tenant.clone(), found.agent.clone());
+            let last = from.saturating_sub(1);
+            if self
+                .record_finding(&tenant, &agent, Finding::Window(found, last))
+                .await?
+                .is_some()
+            {
+                pass.flagged += 1;
+            }
         }
         Ok(pass)
     }
@@ -1416,10 +1425,21 @@ impl<S: Store> OversightService<S> {
                 } else {
                     Severity::High
                 };
+                let window_start = at(a.window_start_nanos);
+                // A window is recorded once: after a restart the baselines are replayed and
+                // the last open window may close again.
+                if agent
+                    .last_anomaly
+                    .as_ref()
+                    .is_some_and(|n| n.window_start == window_start)
+                {
+                    return Ok(None);
+                }
                 let note = registry::AnomalyNote {
                     score: a.score,
                     at: stamp.clone(),
-                    seq,
+                    window_start,
+                    seq: None,
                 };
                 steps.change(
                     registry::EVENT_ROGUE,
@@ -1433,6 +1453,7 @@ impl<S: Store> OversightService<S> {
                         ),
                         ("explanation", json!(a.explanation)),
                         ("score", json!(a.score)),
+                        ("window_closed_by_seq", json!(seq)),
                     ]),
                     |x| x.last_anomaly = Some(note),
                 );

@@ -935,7 +935,7 @@ pub(crate) async fn get_settings<S: Store>(
     Ok(Json(state.oversight.settings(&key.tenant)).into_response())
 }
 
-/// Replaces the tenant's oversight settings (admin); the `settings_changed` entry carries
+/// Replaces the tenant's oversight settings (admin); the `oversight_settings_changed` entry carries
 /// the diff. Absent members take the SPEC's defaults.
 #[utoipa::path(
     put,
