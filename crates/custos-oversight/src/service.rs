@@ -173,6 +173,33 @@ fn check_capabilities(field: &str, tools: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Checks the declared fields an agent is registered or changed with.
+fn check_declared(
+    name: Option<&str>,
+    owner: Option<&str>,
+    description: Option<&str>,
+    capabilities: Option<&[String]>,
+) -> Result<()> {
+    if let Some(n) = name {
+        check_name("name", n, MAX_FIELD_BYTES)?;
+    }
+    if let Some(o) = owner {
+        check_name("owner", o, MAX_FIELD_BYTES)?;
+    }
+    if let Some(d) = description
+        && d.len() > MAX_TEXT_BYTES
+    {
+        return Err(invalid(
+            "description",
+            format!("is longer than {MAX_TEXT_BYTES} bytes"),
+        ));
+    }
+    match capabilities {
+        Some(c) => check_capabilities("capabilities", c),
+        None => Ok(()),
+    }
+}
+
 /// An exemption as an admin grants it.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -720,18 +747,12 @@ impl<S: Store> OversightService<S> {
     pub async fn register(&self, actor: &str, tenant: &str, spec: AgentSpec) -> Result<AgentView> {
         check_id("id", &spec.id)?;
         check_name("owner", &spec.owner, MAX_FIELD_BYTES)?;
-        if let Some(name) = &spec.name {
-            check_name("name", name, MAX_FIELD_BYTES)?;
-        }
-        if let Some(d) = &spec.description
-            && d.len() > MAX_TEXT_BYTES
-        {
-            return Err(invalid(
-                "description",
-                format!("is longer than {MAX_TEXT_BYTES} bytes"),
-            ));
-        }
-        check_capabilities("capabilities", &spec.capabilities)?;
+        check_declared(
+            spec.name.as_deref(),
+            None,
+            spec.description.as_deref(),
+            Some(&spec.capabilities),
+        )?;
         let settings = self.settings(tenant);
         let interval = spec
             .reporting_interval_secs
@@ -826,23 +847,12 @@ impl<S: Store> OversightService<S> {
         id: &str,
         patch: AgentPatch,
     ) -> Result<AgentView> {
-        if let Some(n) = &patch.name {
-            check_name("name", n, MAX_FIELD_BYTES)?;
-        }
-        if let Some(o) = &patch.owner {
-            check_name("owner", o, MAX_FIELD_BYTES)?;
-        }
-        if let Some(d) = &patch.description
-            && d.len() > MAX_TEXT_BYTES
-        {
-            return Err(invalid(
-                "description",
-                format!("is longer than {MAX_TEXT_BYTES} bytes"),
-            ));
-        }
-        if let Some(c) = &patch.capabilities {
-            check_capabilities("capabilities", c)?;
-        }
+        check_declared(
+            patch.name.as_deref(),
+            patch.owner.as_deref(),
+            patch.description.as_deref(),
+            patch.capabilities.as_deref(),
+        )?;
         if let Some(i) = patch.reporting_interval_secs {
             check_interval("reporting_interval_secs", i)?;
         }
