@@ -118,6 +118,10 @@ fn invalid(field: &str, problem: impl Into<String>) -> OversightError {
     }
 }
 
+fn unknown_agent(tenant: &str, id: &str) -> OversightError {
+    OversightError::NotFound(format!("no agent `{id}` in tenant `{tenant}`"))
+}
+
 fn conflict(code: &'static str, detail: impl Into<String>) -> OversightError {
     OversightError::Conflict {
         code,
@@ -351,10 +355,12 @@ struct Steps {
     at: String,
     state: Agent,
     bodies: Vec<EntryBody>,
+    /// Whether a request to reinstate the agent is pending (filed before, or by these steps).
+    unsuspend_pending: bool,
 }
 
 impl Steps {
-    fn new(agent: &Agent, actor: &str, at: &str) -> Self {
+    fn new(agent: &Agent, actor: &str, at: &str, registry: &Registry) -> Self {
         Steps {
             tenant: agent.tenant.clone(),
             id: agent.id.clone(),
@@ -362,6 +368,9 @@ impl Steps {
             at: at.to_owned(),
             state: agent.clone(),
             bodies: Vec::new(),
+            unsuspend_pending: !registry
+                .pending(&agent.tenant, &agent.id, RequestKind::Unsuspend)
+                .is_empty(),
         }
     }
 
@@ -411,68 +420,35 @@ impl Steps {
         self.note(event_type, action, outcome, severity, extra);
     }
 
-    /// A violation of `level` recorded as `event_type`: the score falls, and at 0 the agent
-    /// is suspended (SPEC §5.3).
+    /// A violation of `level` recorded as `event_type` (which also changes the agent as
+    /// `also` does): the score falls, and at 0 the agent is suspended (SPEC §5.3).
+    #[allow(clippy::too_many_arguments)]
     fn penalise(
         &mut self,
         settings: &Settings,
-        registry: &Registry,
         event_type: &str,
+        action: &str,
         level: Level,
         severity: Severity,
         extra: Map<String, Value>,
+        also: impl FnOnce(&mut Agent),
     ) {
         let score = settings.score.after(self.state.security_score, level);
-        self.change(
-            event_type,
-            "warning",
-            Outcome::Failure,
-            severity,
-            extra,
-            |a| a.security_score = score,
-        );
+        self.change(event_type, action, Outcome::Failure, severity, extra, |a| {
+            a.security_score = score;
+            also(a);
+        });
         if score == 0 && !self.state.status.halted() {
             self.suspend(
-                registry,
                 "security_score",
-                "the security score fell to 0",
-                |_| {},
-            );
-        }
-    }
-
-    /// Sets the score to `score` in the last entry's changes (the violation it records) and
-    /// suspends the agent when it reaches 0.
-    fn penalise_to(&mut self, registry: &Registry, score: u32, why: &str) {
-        let before = self.state.security_score;
-        self.state.security_score = score;
-        if let Some(body) = self.bodies.last_mut()
-            && let Some(Value::Object(changes)) = body.data.get_mut("changes")
-            && before != score
-        {
-            changes.insert(
-                "security_score".into(),
-                json!({"before": before, "after": score}),
-            );
-        }
-        if score == 0 && !self.state.status.halted() {
-            self.suspend(
-                registry,
-                "security_score",
-                &format!("the security score fell to 0 ({why})"),
+                &format!("the security score fell to 0 ({event_type})"),
                 |_| {},
             );
         }
     }
 
     /// Suspends the agent and files the request to reinstate it (unless one is pending).
-    fn suspend(
-        &mut self,
-        registry: &Registry,
-        reason: &str,
-        why: &str,
-        also: impl FnOnce(&mut Agent),
-    ) {
+    fn suspend(&mut self, reason: &str, why: &str, also: impl FnOnce(&mut Agent)) {
         self.change(
             registry::EVENT_SUSPENDED,
             "suspend",
@@ -486,14 +462,8 @@ impl Steps {
                 also(a);
             },
         );
-        let pending_now = registry
-            .pending(&self.tenant, &self.id, RequestKind::Unsuspend)
-            .is_empty()
-            && !self
-                .bodies
-                .iter()
-                .any(|b| b.event_type == registry::EVENT_UNSUSPEND_REQUESTED);
-        if pending_now {
+        if !self.unsuspend_pending {
+            self.unsuspend_pending = true;
             self.note(
                 registry::EVENT_UNSUSPEND_REQUESTED,
                 "request",
@@ -613,9 +583,10 @@ impl<S: Store> OversightService<S> {
     }
 
     fn agent(&self, tenant: &str, id: &str) -> Result<Agent> {
-        self.read().agent(tenant, id).cloned().ok_or_else(|| {
-            OversightError::NotFound(format!("no agent `{id}` in tenant `{tenant}`"))
-        })
+        self.read()
+            .agent(tenant, id)
+            .cloned()
+            .ok_or_else(|| unknown_agent(tenant, id))
     }
 
     fn live_agent(&self, tenant: &str, id: &str) -> Result<Agent> {
@@ -632,18 +603,7 @@ impl<S: Store> OversightService<S> {
     /// The view of `agent` at `now`.
     fn view(&self, registry: &Registry, agent: &Agent, now: i128) -> AgentView {
         let settings = registry.settings_of(&agent.tenant, &self.config.defaults);
-        let exempt = agent.exemption.as_ref().is_some_and(|e| e.holds_at(now));
-        let (missed, due) = if agent.status == AgentStatus::Deleted || exempt {
-            (0, None)
-        } else {
-            let since = counted_since(agent, now);
-            let interval = i128::from(agent.reporting_interval_secs) * NANOS;
-            let grace = settings.reporting.grace_intervals;
-            (
-                missed_reports(since, interval, now, grace),
-                Some(at(next_miss_at(since, interval, now, grace))),
-            )
-        };
+        let r = Reckoning::of(agent, settings, now);
         let pending = registry
             .requests
             .values()
@@ -656,9 +616,9 @@ impl<S: Store> OversightService<S> {
             .collect();
         AgentView {
             agent: agent.clone(),
-            missed_reports_now: missed,
-            exempt,
-            next_report_due: due,
+            missed_reports_now: r.missed,
+            exempt: r.exempt,
+            next_report_due: r.next_miss.map(at),
             pending_requests: pending,
         }
     }
@@ -667,9 +627,9 @@ impl<S: Store> OversightService<S> {
     pub fn get(&self, tenant: &str, id: &str) -> Result<AgentView> {
         let now = self.now();
         let registry = self.read();
-        let agent = registry.agent(tenant, id).ok_or_else(|| {
-            OversightError::NotFound(format!("no agent `{id}` in tenant `{tenant}`"))
-        })?;
+        let agent = registry
+            .agent(tenant, id)
+            .ok_or_else(|| unknown_agent(tenant, id))?;
         Ok(self.view(&registry, agent, now))
     }
 
@@ -812,7 +772,7 @@ impl<S: Store> OversightService<S> {
             updated_at: stamp.clone(),
             version: 0,
         };
-        let mut steps = Steps::new(&agent, actor, &stamp);
+        let mut steps = Steps::new(&agent, actor, &stamp, &self.read());
         let record = serde_json::to_value(&agent).unwrap_or(Value::Null);
         steps.note(
             registry::EVENT_CREATED,
@@ -867,7 +827,7 @@ impl<S: Store> OversightService<S> {
             ));
         }
         let stamp = at(self.now());
-        let mut steps = Steps::new(&agent, actor, &stamp);
+        let mut steps = Steps::new(&agent, actor, &stamp, &self.read());
         let mut after = agent.clone();
         if let Some(n) = patch.name {
             after.name = n;
@@ -906,13 +866,12 @@ impl<S: Store> OversightService<S> {
         actor: &str,
         tenant: &str,
         id: &str,
-        build: impl FnOnce(&Agent, &mut Steps, &Registry) -> Result<()>,
+        build: impl FnOnce(&Agent, &mut Steps) -> Result<()>,
     ) -> Result<AgentView> {
         let _guard = self.shards[shard_of(tenant, id)].lock().await;
         let agent = self.live_agent(tenant, id)?;
-        let requests = self.read().clone_requests_of(tenant, id);
-        let mut steps = Steps::new(&agent, actor, &at(self.now()));
-        build(&agent, &mut steps, &requests)?;
+        let mut steps = Steps::new(&agent, actor, &at(self.now()), &self.read());
+        build(&agent, &mut steps)?;
         self.record(steps.bodies, false).await?;
         self.get(tenant, id)
     }
@@ -926,7 +885,7 @@ impl<S: Store> OversightService<S> {
         reason: &str,
     ) -> Result<AgentView> {
         check_name("reason", reason, MAX_TEXT_BYTES)?;
-        self.admin_change(actor, tenant, id, |_, steps, _| {
+        self.admin_change(actor, tenant, id, |_, steps| {
             steps.change(
                 registry::EVENT_DELETED,
                 "delete",
@@ -978,7 +937,7 @@ impl<S: Store> OversightService<S> {
         let stamp = at(now);
         let (levels, violations) =
             assess_metrics(&report.metrics, &agent.metric_levels, &settings.performance);
-        let mut steps = Steps::new(&agent, actor, &stamp);
+        let mut steps = Steps::new(&agent, actor, &stamp, &self.read());
         steps.change(
             registry::EVENT_HEARTBEAT,
             "report",
@@ -1006,7 +965,6 @@ impl<S: Store> OversightService<S> {
             let state = registry::heartbeat_state(&steps.state);
             body.data.insert("state".into(), Value::Object(state));
         }
-        let registry = self.read().clone_requests_of(tenant, id);
         for v in &violations {
             let severity = match v.level {
                 Level::Critical => Severity::High,
@@ -1014,8 +972,8 @@ impl<S: Store> OversightService<S> {
             };
             steps.penalise(
                 &settings,
-                &registry,
                 registry::EVENT_THRESHOLD_VIOLATION,
+                "warning",
                 v.level,
                 severity,
                 obj([
@@ -1024,18 +982,29 @@ impl<S: Store> OversightService<S> {
                     ("threshold", json!(v.threshold)),
                     ("level", json!(v.level)),
                 ]),
+                |_| {},
             );
         }
         let receipts = self.record(steps.bodies, true).await?;
-        let after = self.agent(tenant, id)?;
-        let view = self.get(tenant, id)?;
+        // The answer from the folded state, under one read (no view: this is the hot path).
+        let registry = self.read();
+        let after = registry
+            .agent(tenant, id)
+            .ok_or_else(|| unknown_agent(tenant, id))?;
+        let due = Reckoning::of(
+            after,
+            registry.settings_of(tenant, &self.config.defaults),
+            now,
+        )
+        .next_miss
+        .map(at);
         Ok(HeartbeatAnswer {
             agent: id.to_owned(),
             seq: receipts.first().map_or(0, |r| r.seq),
             status: after.status,
             reporting_status: after.reporting_status,
             security_score: after.security_score,
-            next_report_due: view.next_report_due,
+            next_report_due: due,
             violations,
         })
     }
@@ -1049,7 +1018,7 @@ impl<S: Store> OversightService<S> {
         grant: ExemptionGrant,
     ) -> Result<AgentView> {
         let exemption = self.exemption(actor, &grant, self.now())?;
-        self.admin_change(actor, tenant, id, |_, steps, _| {
+        self.admin_change(actor, tenant, id, |_, steps| {
             steps.change(
                 registry::EVENT_EXEMPTION_GRANTED,
                 "grant",
@@ -1065,7 +1034,7 @@ impl<S: Store> OversightService<S> {
 
     /// Revokes an agent's exemption; its reports are counted from now.
     pub async fn revoke_exemption(&self, actor: &str, tenant: &str, id: &str) -> Result<AgentView> {
-        self.admin_change(actor, tenant, id, |agent, steps, _| {
+        self.admin_change(actor, tenant, id, |agent, steps| {
             if agent.exemption.is_none() {
                 return Err(conflict(
                     "not-exempt",
@@ -1100,14 +1069,14 @@ impl<S: Store> OversightService<S> {
         reason: &str,
     ) -> Result<AgentView> {
         check_name("reason", reason, MAX_TEXT_BYTES)?;
-        self.admin_change(actor, tenant, id, |agent, steps, requests| {
+        self.admin_change(actor, tenant, id, |agent, steps| {
             if agent.status.halted() {
                 return Err(conflict(
                     "already-halted",
                     format!("agent `{id}` is already {}", agent.status.as_str()),
                 ));
             }
-            steps.suspend(requests, "admin", reason, |_| {});
+            steps.suspend("admin", reason, |_| {});
             Ok(())
         })
         .await
@@ -1157,7 +1126,7 @@ impl<S: Store> OversightService<S> {
         let settings = self.settings(tenant);
         let now = self.now();
         let stamp = at(now);
-        let mut steps = Steps::new(&agent, actor, &stamp);
+        let mut steps = Steps::new(&agent, actor, &stamp, &self.read());
         let mut extra = obj([("request", json!(request_id))]);
         if let Some(n) = &note {
             extra.insert("note".into(), json!(n));
@@ -1271,11 +1240,8 @@ impl<S: Store> OversightService<S> {
                 .agents
                 .values()
                 .filter(|a| {
-                    due(
-                        a,
-                        registry.settings_of(&a.tenant, &self.config.defaults),
-                        now,
-                    )
+                    let settings = registry.settings_of(&a.tenant, &self.config.defaults);
+                    Reckoning::of(a, settings, now).due(a)
                 })
                 .map(|a| (a.tenant.clone(), a.id.clone()))
                 .collect();
@@ -1422,8 +1388,7 @@ impl<S: Store> OversightService<S> {
         }
         let settings = self.settings(tenant);
         let stamp = at(self.now());
-        let requests = self.read().clone_requests_of(tenant, id);
-        let mut steps = Steps::new(&agent, "system", &stamp);
+        let mut steps = Steps::new(&agent, "system", &stamp, &self.read());
         let flagged = match finding {
             Finding::Window(found, seq) => {
                 let a = found.assessment;
@@ -1451,10 +1416,11 @@ impl<S: Store> OversightService<S> {
                     window_start,
                     seq: None,
                 };
-                steps.change(
+                steps.penalise(
+                    &settings,
                     registry::EVENT_ROGUE,
                     "quarantine",
-                    Outcome::Failure,
+                    Level::Critical,
                     severity,
                     obj([
                         (
@@ -1467,20 +1433,17 @@ impl<S: Store> OversightService<S> {
                     ]),
                     |x| x.last_anomaly = Some(note),
                 );
-                let score = settings
-                    .score
-                    .after(steps.state.security_score, Level::Critical);
-                steps.penalise_to(&requests, score, "anomaly");
                 true
             }
             Finding::Tool(tool, seq) => {
                 if agent.capabilities.contains(&tool) || agent.undeclared_tools.contains(&tool) {
                     return Ok(None);
                 }
-                steps.change(
+                steps.penalise(
+                    &settings,
                     registry::EVENT_CAPABILITY_VIOLATION,
                     "warning",
-                    Outcome::Failure,
+                    Level::Warning,
                     Severity::High,
                     obj([
                         ("tool", json!(tool)),
@@ -1491,10 +1454,6 @@ impl<S: Store> OversightService<S> {
                         x.undeclared_tools.insert(tool.clone());
                     },
                 );
-                let score = settings
-                    .score
-                    .after(steps.state.security_score, Level::Warning);
-                steps.penalise_to(&requests, score, "undeclared tool");
                 false
             }
         };
@@ -1575,31 +1534,54 @@ fn counted_since(agent: &Agent, now: i128) -> i128 {
     }
 }
 
-/// Whether the enforcer has something to record for `agent` at `now` (what [`enforcement`]
-/// decides, without building anything: a pass looks at every agent).
-fn due(agent: &Agent, settings: &Settings, now: i128) -> bool {
-    if agent.status == AgentStatus::Deleted {
-        return false;
+/// Where an agent stands with its reports at a moment: what the view shows, what the
+/// enforcer's pre-check and pass decide on.
+struct Reckoning {
+    /// Silent for the stale timeout while still marked healthy: to be recorded stale.
+    turns_stale: bool,
+    /// An exemption holds.
+    exempt: bool,
+    /// Reports missed (0 when deleted or exempt).
+    missed: u32,
+    /// When the next report counts as missed (none when deleted or exempt).
+    next_miss: Option<i128>,
+}
+
+impl Reckoning {
+    fn of(agent: &Agent, settings: &Settings, now: i128) -> Self {
+        let deleted = agent.status == AgentStatus::Deleted;
+        let last = agent
+            .last_report_at
+            .as_deref()
+            .map_or_else(|| nanos_of(&agent.reporting_since), nanos_of);
+        let turns_stale = !deleted
+            && agent.health == Health::Healthy
+            && is_stale(last, now, i128::from(settings.stale_after_secs) * NANOS);
+        let exempt = agent.exemption.as_ref().is_some_and(|e| e.holds_at(now));
+        if deleted || exempt {
+            return Reckoning {
+                turns_stale,
+                exempt,
+                missed: 0,
+                next_miss: None,
+            };
+        }
+        let since = counted_since(agent, now);
+        let interval = i128::from(agent.reporting_interval_secs) * NANOS;
+        let grace = settings.reporting.grace_intervals;
+        Reckoning {
+            turns_stale,
+            exempt,
+            missed: missed_reports(since, interval, now, grace),
+            next_miss: Some(next_miss_at(since, interval, now, grace)),
+        }
     }
-    let last = agent
-        .last_report_at
-        .as_deref()
-        .map_or_else(|| nanos_of(&agent.reporting_since), nanos_of);
-    if agent.health == Health::Healthy
-        && is_stale(last, now, i128::from(settings.stale_after_secs) * NANOS)
-    {
-        return true;
+
+    /// Whether the enforcer has something to record (what [`enforcement`] decides, without
+    /// building anything: a pass looks at every agent).
+    fn due(&self, agent: &Agent) -> bool {
+        self.turns_stale || self.missed > agent.missed_reports
     }
-    if agent.exemption.as_ref().is_some_and(|e| e.holds_at(now)) {
-        return false;
-    }
-    let interval = i128::from(agent.reporting_interval_secs) * NANOS;
-    missed_reports(
-        counted_since(agent, now),
-        interval,
-        now,
-        settings.reporting.grace_intervals,
-    ) > agent.missed_reports
 }
 
 /// What the enforcer records for `agent` at `now`: staleness, then each missed report and
@@ -1611,17 +1593,9 @@ fn enforcement(
     now: i128,
     stamp: &str,
 ) -> Steps {
-    let mut steps = Steps::new(agent, "system", stamp);
-    if agent.status == AgentStatus::Deleted {
-        return steps;
-    }
-    let last = agent
-        .last_report_at
-        .as_deref()
-        .map_or_else(|| nanos_of(&agent.reporting_since), nanos_of);
-    if agent.health == Health::Healthy
-        && is_stale(last, now, i128::from(settings.stale_after_secs) * NANOS)
-    {
+    let mut steps = Steps::new(agent, "system", stamp, registry);
+    let r = Reckoning::of(agent, settings, now);
+    if r.turns_stale {
         steps.change(
             registry::EVENT_STALE,
             "warning",
@@ -1631,16 +1605,7 @@ fn enforcement(
             |a| a.health = Health::Stale,
         );
     }
-    if agent.exemption.as_ref().is_some_and(|e| e.holds_at(now)) {
-        return steps;
-    }
-    let interval = i128::from(agent.reporting_interval_secs) * NANOS;
-    let missed = missed_reports(
-        counted_since(agent, now),
-        interval,
-        now,
-        settings.reporting.grace_intervals,
-    );
+    let missed = r.missed;
     if missed <= agent.missed_reports {
         return steps;
     }
@@ -1682,7 +1647,7 @@ fn enforcement(
             ReportingStatus::Suspended => {
                 // Halted before (by an admin, the score), the entry records the reporting
                 // status reaching suspension and nothing else changes.
-                steps.suspend(registry, "missed_reports", &message, |a| {
+                steps.suspend("missed_reports", &message, |a| {
                     a.reporting_status = ReportingStatus::Suspended;
                 });
             }
@@ -1716,22 +1681,6 @@ fn enforcement(
         }
     }
     steps
-}
-
-impl Registry {
-    /// A registry holding only the requests about one agent (what [`Steps::suspend`] needs to
-    /// know), so no lock is held while entries are built.
-    fn clone_requests_of(&self, tenant: &str, id: &str) -> Registry {
-        Registry {
-            requests: self
-                .requests
-                .iter()
-                .filter(|(_, r)| r.tenant == tenant && r.agent == id)
-                .map(|(k, r)| (k.clone(), r.clone()))
-                .collect(),
-            ..Default::default()
-        }
-    }
 }
 
 /// The registry rebuilt from the ledger alone: every registry entry in seq order, with only
