@@ -38,8 +38,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{self, Caller};
 use crate::http::{
-    AppState, Problem, Result, authenticate, descending, page_limit, parse_json, path_param,
-    query_params, time_param, writable_health,
+    AppState, Problem, Result, authenticate, descending, page_limit, path_param, query_params,
+    read_object, require, time_param, writable_health,
 };
 use crate::keys::{ApiKey, Role};
 use crate::openapi::{
@@ -51,37 +51,13 @@ use crate::openapi::{
 fn principal(key: &ApiKey) -> Principal {
     Principal {
         tenant: key.tenant.clone(),
-        actor: key
-            .agent
-            .clone()
-            .unwrap_or_else(|| format!("user:apikey-{}", key.id)),
+        actor: key.actor(),
         agent: key
             .agent
             .as_deref()
             .map(|a| a.strip_prefix("agent:").unwrap_or(a).to_owned()),
         roles: key.roles.iter().map(|r| r.as_str().to_owned()).collect(),
     }
-}
-
-fn require<S: Store>(
-    state: &AppState<S>,
-    caller: &Caller,
-    key: &ApiKey,
-    roles: &[Role],
-    what: &str,
-) -> Result<()> {
-    if key.roles.iter().any(|r| roles.contains(r)) {
-        return Ok(());
-    }
-    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    Err(state.deny(
-        caller,
-        key,
-        Problem::forbidden(format!(
-            "{what} needs one of the roles {}",
-            names.join(", ")
-        )),
-    ))
 }
 
 fn not_only_auditor<S: Store>(state: &AppState<S>, caller: &Caller, key: &ApiKey) -> Result<()> {
@@ -192,16 +168,9 @@ fn gate_problem<S: Store>(
     }
 }
 
-/// A request body: a JSON object (serde would also take an array for a struct) of shape `T`.
+/// A request body of the gate: a JSON object of shape `T`.
 fn read_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T> {
-    let value = parse_json(body)?;
-    if !value.is_object() {
-        return Err(invalid_request(format!(
-            "the body is not {what}: expected a JSON object"
-        )));
-    }
-    serde_json::from_value(value)
-        .map_err(|e| invalid_request(format!("the body is not {what}: {e}")))
+    read_object(body, what, invalid_request)
 }
 
 /// 422 `invalid-review-request`: a gate request whose shape or values are wrong.

@@ -369,6 +369,44 @@ impl<S: Store> AppState<S> {
     }
 }
 
+/// Refuses (and records the refusal of) a key with none of `roles` for `what`.
+pub(crate) fn require<S: Store>(
+    state: &AppState<S>,
+    caller: &Caller,
+    key: &ApiKey,
+    roles: &[Role],
+    what: &str,
+) -> Result<()> {
+    if key.roles.iter().any(|r| roles.contains(r)) {
+        return Ok(());
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    Err(state.deny(
+        caller,
+        key,
+        Problem::forbidden(format!(
+            "{what} needs one of the roles {}",
+            names.join(", ")
+        )),
+    ))
+}
+
+/// A request body that must be a JSON object (serde would also take an array for a struct) of
+/// shape `T`; `invalid` makes the caller's 422 problem of what is wrong.
+pub(crate) fn read_object<T: serde::de::DeserializeOwned>(
+    body: &Bytes,
+    what: &str,
+    invalid: fn(String) -> Problem,
+) -> Result<T> {
+    let value = parse_json(body)?;
+    if !value.is_object() {
+        return Err(invalid(format!(
+            "the body is not {what}: expected a JSON object"
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(format!("the body is not {what}: {e}")))
+}
+
 pub(crate) fn parse_json(body: &Bytes) -> Result<Value> {
     serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
@@ -1318,7 +1356,7 @@ pub(crate) async fn create_key<S: Store>(
             &roles,
             req.agent.as_deref(),
             req.signed,
-            &format!("user:apikey-{}", key.id),
+            &key.user(),
         )
         .await?;
     let out = IssuedKey {
@@ -1402,9 +1440,7 @@ pub(crate) async fn revoke_key<S: Store>(
             format!("API key `{id}` was revoked by ledger entry {seq}"),
         ));
     }
-    let key = keys
-        .revoke(&state.ledger, &id, &format!("user:apikey-{}", key.id))
-        .await?;
+    let key = keys.revoke(&state.ledger, &id, &key.user()).await?;
     Ok(Json(RevokedKey { key }).into_response())
 }
 

@@ -115,6 +115,19 @@ pub struct ApiKey {
     pub revoked_seq: Option<u64>,
 }
 
+impl ApiKey {
+    /// How the ledger names whoever holds the key as a user: `user:apikey-<id>`.
+    pub fn user(&self) -> String {
+        format!("user:apikey-{}", self.id)
+    }
+
+    /// How the ledger names whoever acts with the key: its agent for an agent key, else
+    /// [`ApiKey::user`].
+    pub fn actor(&self) -> String {
+        self.agent.clone().unwrap_or_else(|| self.user())
+    }
+}
+
 /// A newly issued key: the only time its text exists outside the caller.
 #[derive(Debug)]
 pub struct IssuedKey {

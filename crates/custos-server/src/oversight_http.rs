@@ -31,8 +31,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::http::{
-    AppState, Problem, Result, authenticate, page_limit, parse_json, path_param, query_params,
-    writable_health,
+    AppState, Problem, Result, authenticate, page_limit, path_param, query_params, read_object,
+    require, writable_health,
 };
 use crate::keys::{ApiKey, Role};
 use crate::openapi::{
@@ -40,27 +40,13 @@ use crate::openapi::{
     Unavailable, Unprocessable,
 };
 
-/// The ledger's name for whoever holds `key`.
-fn actor(key: &ApiKey) -> String {
-    key.agent
-        .clone()
-        .unwrap_or_else(|| format!("user:apikey-{}", key.id))
-}
-
 fn require_admin<S: Store>(
     state: &AppState<S>,
     caller: &Caller,
     key: &ApiKey,
     what: &str,
 ) -> Result<()> {
-    if key.roles.contains(&Role::Admin) {
-        return Ok(());
-    }
-    Err(state.deny(
-        caller,
-        key,
-        Problem::forbidden(format!("{what} needs the admin role")),
-    ))
+    require(state, caller, key, &[Role::Admin], what)
 }
 
 /// A key bound to an agent reads only that agent; any other key reads its tenant.
@@ -117,15 +103,9 @@ fn invalid(detail: String) -> Problem {
     )
 }
 
-/// A request body: a JSON object of shape `T`.
+/// A request body of oversight: a JSON object of shape `T`.
 fn read_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T> {
-    let value = parse_json(body)?;
-    if !value.is_object() {
-        return Err(invalid(format!(
-            "the body is not {what}: expected a JSON object"
-        )));
-    }
-    serde_json::from_value(value).map_err(|e| invalid(format!("the body is not {what}: {e}")))
+    read_object(body, what, invalid)
 }
 
 /// A new agent (SPEC §5.1).
@@ -276,7 +256,7 @@ pub(crate) async fn register_agent<S: Store>(
     writable_health(&state)?;
     let view = state
         .oversight
-        .register(&actor(&key), &key.tenant, spec)
+        .register(&key.actor(), &key.tenant, spec)
         .await
         .map_err(problem)?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -408,7 +388,7 @@ pub(crate) async fn update_agent<S: Store>(
     writable_health(&state)?;
     let view = state
         .oversight
-        .update(&actor(&key), &key.tenant, &id, patch)
+        .update(&key.actor(), &key.tenant, &id, patch)
         .await
         .map_err(problem)?;
     Ok(Json(view).into_response())
@@ -432,7 +412,7 @@ async fn agent_action<S: Store>(
     let key = authenticate(&state, &caller, &body).await?;
     let id = path_param("id", id)?;
     require_admin(&state, &caller, &key, "this action on an agent")?;
-    let who = actor(&key);
+    let who = key.actor();
     let svc = &state.oversight;
     let tenant = &key.tenant;
     let view = match action {
@@ -606,7 +586,7 @@ async fn heartbeat<S: Store>(
     writable_health(state)?;
     let answer = state
         .oversight
-        .heartbeat(&actor(&key), &key.tenant, &id, report)
+        .heartbeat(&key.actor(), &key.tenant, &id, report)
         .await
         .map_err(problem)?;
     Ok(Json(answer).into_response())
@@ -844,7 +824,7 @@ async fn decide<S: Store>(
     writable_health(state)?;
     let request = state
         .oversight
-        .decide(&actor(&key), &key.tenant, &id, approve, decision.note)
+        .decide(&key.actor(), &key.tenant, &id, approve, decision.note)
         .await
         .map_err(problem)?;
     Ok(Json(request).into_response())
@@ -966,7 +946,7 @@ pub(crate) async fn put_settings<S: Store>(
     writable_health(&state)?;
     let now = state
         .oversight
-        .set_settings(&actor(&key), &key.tenant, settings)
+        .set_settings(&key.actor(), &key.tenant, settings)
         .await
         .map_err(problem)?;
     Ok(Json(now).into_response())
